@@ -1,0 +1,53 @@
+"""``mulclip-pl``: LightningCLI (fit / validate / test / predict) plus ``export`` and ``explain``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
+from mulclip_pl.eval.report import markdown_table, write_results
+from mulclip_pl.module import MulCLIP
+
+
+class MulCLIPCLI(LightningCLI):
+    def after_test(self) -> None:
+        results = getattr(self.model, "eval_results", None)
+        if not results or not self.trainer.is_global_zero:
+            return
+        label = self.model.hparams.model_name + (f" ({Path(self.config_ckpt()).name})" if self.config_ckpt() else "")
+        out_dir = Path(self.trainer.log_dir or ".")
+        json_path, md_path = write_results(results, out_dir, label)
+        print("\n" + markdown_table(results, label))
+        print(f"results written to {json_path} and {md_path}")
+
+    def config_ckpt(self) -> str | None:
+        return self.config.get(self.subcommand, {}).get("ckpt_path")
+
+
+def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:
+    return MulCLIPCLI(
+        MulCLIP,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in ("export", "explain"):
+        from mulclip_pl import tools
+
+        getattr(tools, f"{words[0]}_main")(words[1:])
+        return
+    lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Torch datasets that turn records into tensors, and their collate functions.
+
+Images are opened here, in the loader workers. Under the ``skip`` policy a bad image makes
+``__getitem__`` return a ``Skipped`` marker; the collate function drops it and counts it in the
+batch (``n_skipped``, ``skipped``), so the count reaches the LightningModule from any worker.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, default_collate
+
+from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
+from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource, select_sentences, summary_for
+from mulclip_pl.model.long_text import LongTextTokenizer
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+@dataclass
+class Skipped:
+    item: str
+    reason: str
+
+
+def load_image(path, record_id: str) -> Image.Image:
+    """Open an image as RGB; errors name the file, the record and the problem."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError as exc:
+        raise DataError(f"missing image: {path} (record {record_id})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"unreadable image: {path} (record {record_id}): {exc}") from exc
+
+
+@dataclass
+class CaptionEncoder:
+    """Long caption -> long tokens, summary tokens, up to M sentence tokens and their mask."""
+
+    tokenizer: LongTextTokenizer
+    splitter: SentenceSplitter
+    max_sentences: int = 10
+    selection: SentenceSelection = "random"
+    summary_source: SummarySource = "dataset"
+
+    def __call__(self, record: Record, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+        sentences = self.splitter(record.caption) or [record.caption]
+        chosen = select_sentences(sentences, self.max_sentences, self.selection, rng)
+        before = self.tokenizer.n_truncated
+        long = self.tokenizer(record.caption)[0]
+        short = self.tokenizer(summary_for(sentences, record.summary, self.summary_source))[0]
+        subs = torch.zeros(self.max_sentences, self.tokenizer.context_length, dtype=torch.long)
+        subs[: len(chosen)] = self.tokenizer(chosen)
+        sub_mask = torch.arange(self.max_sentences) < len(chosen)
+        truncated = self.tokenizer.n_truncated - before
+        return {"long": long, "short": short, "sub": subs, "sub_mask": sub_mask, "n_truncated": truncated}
+
+
+class PairDataset(Dataset):
+    """Training pairs: image + long caption + summary + subcaptions."""
+
+    def __init__(self, records: list[Record], transform: Transform, text: CaptionEncoder, policy: BadInputPolicy):
+        self.records, self.transform, self.text, self.policy = records, transform, text, policy
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        try:
+            image = self.transform(load_image(record.image, record.id))
+        except DataError as exc:
+            if self.policy == "error":
+                raise
+            return Skipped(record.id, str(exc))
+        return {"index": index, "image": image, **self.text(record)}
+
+
+class RetrievalDataset(Dataset):
+    """Evaluation items: one image with all its captions (tokenised), ids for deduplication."""
+
+    def __init__(self, records: list[Record], transform: Transform, tokenizer: LongTextTokenizer, policy: BadInputPolicy):
+        self.records, self.transform, self.tokenizer, self.policy = records, transform, tokenizer, policy
+        counts = torch.tensor([len(r.captions) for r in records])
+        self.caption_offsets = torch.cumsum(counts, 0) - counts
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        try:
+            image = self.transform(load_image(record.image, record.id))
+        except DataError as exc:
+            if self.policy == "error":
+                raise
+            return Skipped(record.id, str(exc))
+        captions = self.tokenizer(list(record.captions))
+        first = int(self.caption_offsets[index])
+        return {
+            "index": index,
+            "image": image,
+            "captions": captions,
+            "caption_index": torch.arange(first, first + len(captions)),
+            "caption_image": torch.full((len(captions),), index),
+        }
+
+
+class ClassificationDataset(Dataset):
+    def __init__(self, items: list[LabeledImage], transform: Transform, policy: BadInputPolicy):
+        self.items, self.transform, self.policy = items, transform, policy
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        item = self.items[index]
+        try:
+            image = Image.fromarray(item.pixels) if item.pixels is not None else load_image(item.image, item.id)
+        except DataError as exc:
+            if self.policy == "error":
+                raise
+            return Skipped(item.id, str(exc))
+        return {"index": index, "image": self.transform(image), "label": item.label}
+
+
+def collate(samples: list) -> dict:
+    """Stack good samples; count skipped ones; concatenate variable-size caption groups."""
+    good = [s for s in samples if not isinstance(s, Skipped)]
+    skipped = [f"{s.item}: {s.reason}" for s in samples if isinstance(s, Skipped)]
+    batch = {}
+    if good:
+        flat_keys = {"captions", "caption_index", "caption_image"} & good[0].keys()
+        batch = default_collate([{k: v for k, v in s.items() if k not in flat_keys} for s in good])
+        batch.update({k: torch.cat([s[k] for s in good]) for k in flat_keys})
+    if "n_truncated" in batch:
+        batch["n_truncated"] = int(batch["n_truncated"].sum())
+    batch["n_skipped"] = len(skipped)
+    batch["skipped"] = skipped
+    return batch

@@ -1,0 +1,92 @@
+"""open_clip wrapper: images -> (v_cls, v_loc); texts -> (t_eot, t_tokens, word_mask).
+
+Patch and word tokens go through the same final LayerNorm and projection as the pooled
+tokens (METHOD.md, Notation), so local and global features live in one joint space. Features
+are returned *unnormalised*, so that ``v_cls`` / ``t_eot`` equal open_clip's ``encode_image`` /
+``encode_text`` exactly; the objectives normalise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ImageFeatures:
+    v_cls: torch.Tensor  # (B, d) projected CLS token
+    v_loc: torch.Tensor  # (B, P, d) projected patch tokens
+
+
+@dataclass
+class TextFeatures:
+    t_eot: torch.Tensor  # (B, d) projected EOT token
+    t_tokens: torch.Tensor | None  # (B, L, d) projected per-position features (L trimmed to the batch)
+    word_mask: torch.Tensor | None  # (B, L) True for word tokens (not SOT, EOT or padding)
+
+
+class ClipBackbone(nn.Module):
+    """The two CLIP towers, with access to local tokens; holds the open_clip model as ``clip``."""
+
+    def __init__(self, clip: nn.Module) -> None:
+        super().__init__()
+        visual = clip.visual
+        if not hasattr(visual, "_pool") or getattr(visual, "attn_pool", None) is not None:
+            raise ValueError(
+                f"{type(visual).__name__} is not a plain open_clip ViT with a CLS token; "
+                "MulCLIP needs patch tokens (use a ViT-* model)"
+            )
+        if getattr(visual, "pool_type", "tok") != "tok":
+            raise ValueError(f"vision pool_type {visual.pool_type!r} unsupported: MulCLIP needs a CLS token")
+        self.clip = clip
+
+    @property
+    def num_patches(self) -> int:
+        grid = self.clip.visual.grid_size
+        return int(grid[0] * grid[1])
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.clip.visual.output_dim)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.clip.context_length)
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.clip.logit_scale
+
+    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
+        visual = self.clip.visual
+        x = visual.transformer(visual._embeds(images))
+        pooled, tokens = visual._pool(x)
+        if visual.proj is not None:
+            pooled, tokens = pooled @ visual.proj, tokens @ visual.proj
+        return ImageFeatures(v_cls=pooled, v_loc=tokens)
+
+    def encode_text(self, tokens: torch.Tensor, with_tokens: bool = True) -> TextFeatures:
+        """Encode (N, L) token ids; trailing padding is trimmed first (exact, the mask is causal)."""
+        clip = self.clip
+        eot_index = tokens.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
+        length = int(eot_index.max()) + 1
+        tokens = tokens[:, :length]
+        cast_dtype = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        x = clip.ln_final(x)
+        rows = torch.arange(x.shape[0], device=x.device)
+        if not with_tokens:
+            return TextFeatures(t_eot=self._project_text(x[rows, eot_index]), t_tokens=None, word_mask=None)
+        x = self._project_text(x)
+        positions = torch.arange(length, device=x.device)
+        word_mask = (positions > 0) & (positions < eot_index[:, None])
+        return TextFeatures(t_eot=x[rows, eot_index], t_tokens=x, word_mask=word_mask)
+
+    def _project_text(self, x: torch.Tensor) -> torch.Tensor:
+        projection = self.clip.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, nn.Linear) else x @ projection

@@ -1,0 +1,164 @@
+"""Build open_clip CLIP models and load pretrained weights from local files only.
+
+Accepted files: open_clip checkpoints (``.pt``/``.bin``, with or without a ``state_dict`` key),
+OpenAI's TorchScript ``.pt`` releases, and ``.safetensors``. A checkpoint may hold 77 text
+positions (any CLIP) or already-stretched ones (a mulclip-pl export); both load. Nothing here
+touches the network: an open_clip pretrained *tag* only works when it is already in the local
+cache, and otherwise fails with a message saying which file to pass instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, extend_text_context, stretched_length
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+open_clip.add_model_config(CONFIG_DIR)  # registers mulclip-tiny / mulclip-test with open_clip
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Weights could not be found, read, or matched to the requested architecture."""
+
+
+def build_clip(
+    model_name: str,
+    pretrained: str | None = None,
+    context_length: int = LONG_CONTEXT,
+    keep_positions: int = KEEP_POSITIONS,
+) -> nn.Module:
+    """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
+
+    The model is created at CLIP's own context (77), weights are loaded, then positions are
+    stretched, so that pretrained positions go through Long-CLIP's stretch and not open_clip's
+    plain interpolation. Checkpoints that already hold ``context_length`` positions are loaded
+    after the stretch.
+    """
+    if model_name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown model_name {model_name!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14, "
+            f"ViT-B-16-quickgelu (OpenAI weights), mulclip-tiny, mulclip-test"
+        )
+    clip = open_clip.create_model(model_name, pretrained=None)
+    if not hasattr(clip, "positional_embedding"):
+        raise ValueError(f"{model_name} has no CLIP-style text tower; mulclip-pl needs one")
+    base_context = clip.positional_embedding.shape[0]
+    factor = _stretch_factor(base_context, context_length, keep_positions)
+    state = read_state_dict(pretrained, model_name) if pretrained else None
+    if state is not None and _positions(state) == base_context:
+        load_state(clip, state, pretrained, model_name)
+        state = None
+    if factor > 1:
+        extend_text_context(clip, keep_positions, factor)
+    if state is not None:
+        load_state(clip, state, pretrained, model_name)
+    return clip
+
+
+def _stretch_factor(base: int, target: int, keep: int) -> int:
+    if target == base:
+        return 1
+    factor, remainder = divmod(target - keep, base - keep)
+    if remainder or factor < 1:
+        raise ValueError(
+            f"context_length={target} is not reachable by keeping {keep} of {base} positions and "
+            f"stretching the rest by an integer factor (e.g. {stretched_length(base, keep)})"
+        )
+    return factor
+
+
+def _positions(state: dict[str, torch.Tensor]) -> int | None:
+    pos = state.get("positional_embedding")
+    return None if pos is None else pos.shape[0]
+
+
+def read_state_dict(pretrained: str, model_name: str) -> dict[str, torch.Tensor]:
+    """Read a local weights file (or an already-cached open_clip tag) into a state dict."""
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        try:
+            state = open_clip.load_state_dict(str(path), weights_only=False)
+        except Exception as exc:  # torch/safetensors raise many kinds
+            raise PretrainedWeightsError(
+                f"could not read weights file {path}: {exc}. Expected an open_clip checkpoint, "
+                "an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
+            ) from exc
+        return {k: v for k, v in state.items() if k not in ("input_resolution", "vocab_size", "context_length")}
+    if path.suffix or os.sep in pretrained:
+        raise PretrainedWeightsError(
+            f"pretrained weights file not found: {path}. Pass the path of a local open_clip / OpenAI "
+            "/ safetensors file (this project never downloads weights)."
+        )
+    return _read_cached_tag(pretrained, model_name)
+
+
+def _read_cached_tag(tag: str, model_name: str) -> dict[str, torch.Tensor]:
+    """Resolve an open_clip pretrained tag from the local cache only (the hub is set offline)."""
+    if not open_clip.get_pretrained_cfg(model_name, tag):
+        raise PretrainedWeightsError(
+            f"{tag!r} is neither a file nor an open_clip pretrained tag of {model_name} "
+            f"(tags: {open_clip.list_pretrained_tags_by_model(model_name)})"
+        )
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        model = open_clip.create_model(model_name, pretrained=tag)
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"open_clip tag {model_name}/{tag} is not in the local cache and nothing is downloaded here "
+            f"({type(exc).__name__}). Download the weights file elsewhere and pass its path: "
+            f"--model.pretrained=/path/to/{model_name}-{tag}.pt"
+        ) from exc
+    return model.state_dict()
+
+
+def load_state(clip: nn.Module, state: dict[str, torch.Tensor], source: str, model_name: str) -> None:
+    """Strict load with a message naming the file, the architecture and the failing keys."""
+    model_state = clip.state_dict()
+    missing = sorted(set(model_state) - set(state))
+    unexpected = sorted(set(state) - set(model_state))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(model_state[k].shape)}"
+        for k in model_state.keys() & state.keys()
+        if state[k].shape != model_state[k].shape and not (k == "logit_scale" and state[k].numel() == 1)
+    ]
+    if missing or unexpected or mismatched:
+        raise PretrainedWeightsError(
+            f"weights in {source} do not match architecture {model_name}: "
+            f"{len(missing)} missing (e.g. {missing[:5]}), {len(unexpected)} unexpected (e.g. {unexpected[:5]}), "
+            f"{len(mismatched)} shape mismatches (e.g. {mismatched[:5]}). Check --model.model_name "
+            "(OpenAI weights need the '-quickgelu' variant, e.g. ViT-B-16-quickgelu)."
+        )
+    if "logit_scale" in state:
+        state = {**state, "logit_scale": state["logit_scale"].reshape(model_state["logit_scale"].shape)}
+    clip.load_state_dict(state, strict=True)
+
+
+def open_clip_config(clip: nn.Module, model_name: str) -> dict:
+    """The ``open_clip_config.json`` content for a (stretched) model, for ``local-dir:`` loading."""
+    model_cfg = open_clip.get_model_config(model_name)
+    model_cfg["text_cfg"]["context_length"] = int(clip.context_length)
+    visual = clip.visual
+    preprocess_cfg = {
+        "size": list(visual.image_size) if isinstance(visual.image_size, tuple) else visual.image_size,
+        "mean": list(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+        "std": list(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
+    }
+    return {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}
+
+
+def export_open_clip_dir(clip: nn.Module, model_name: str, out_dir: str | Path) -> Path:
+    """Write ``out_dir`` so that ``open_clip.create_model_and_transforms('local-dir:out_dir')`` loads it."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "open_clip_config.json").write_text(json.dumps(open_clip_config(clip, model_name), indent=2))
+    state = {k: v.detach().contiguous().cpu() for k, v in clip.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    return out

@@ -1,0 +1,115 @@
+"""Long text for CLIP: Long-CLIP's knowledge-preserving positional stretch and a 248-token tokenizer.
+
+METHOD.md section 1: positions 0..19 are kept as they are (CLIP learned them well, and most
+short captions live there); positions 20..76 are linearly interpolated by a factor of 4, giving
+20 + 57 * 4 = 248 positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CLIP_CONTEXT = 77
+LONG_CONTEXT = 248
+KEEP_POSITIONS = 20
+
+OverflowPolicy = Literal["truncate", "error"]
+
+
+class CaptionTooLongError(ValueError):
+    """A caption does not fit in the text encoder's context and the overflow policy is 'error'."""
+
+
+def stretched_length(old_length: int, keep: int = KEEP_POSITIONS, factor: int = 4) -> int:
+    return keep + (old_length - keep) * factor
+
+
+def stretch_positional_embedding(
+    pos: torch.Tensor, keep: int = KEEP_POSITIONS, factor: int = 4
+) -> torch.Tensor:
+    """(L, d) -> (keep + (L - keep) * factor, d), Long-CLIP's knowledge-preserving stretch.
+
+    New position ``keep + factor * i + r`` is ``(1 - r/factor) * p[keep + i] + (r/factor) * p[keep + i + 1]``;
+    past the last learned position the line through the last two positions is extended, exactly
+    as Long-CLIP's reference code does.
+    """
+    if pos.ndim != 2 or pos.shape[0] <= keep + 1:
+        raise ValueError(f"positional embedding of shape {tuple(pos.shape)} is too short to keep {keep}")
+    tail = pos[keep:]
+    extrapolated = 2 * tail[-1:] - tail[-2:-1]
+    anchors = torch.cat([tail, extrapolated])  # (L - keep + 1, d)
+    steps = torch.arange(tail.shape[0] * factor, device=pos.device)
+    left = steps // factor
+    frac = (steps % factor).to(pos.dtype).unsqueeze(1) / factor
+    interpolated = (1 - frac) * anchors[left] + frac * anchors[left + 1]
+    return torch.cat([pos[:keep], interpolated])
+
+
+def causal_mask(length: int) -> torch.Tensor:
+    """Additive causal mask as open_clip builds it (``-inf`` above the diagonal)."""
+    return torch.full((length, length), float("-inf")).triu_(1)
+
+
+def extend_text_context(clip: nn.Module, keep: int = KEEP_POSITIONS, factor: int = 4) -> None:
+    """Stretch an open_clip ``CLIP``'s text positions in place (77 -> 248 by default)."""
+    old = clip.positional_embedding.data
+    new = stretch_positional_embedding(old, keep, factor)
+    clip.positional_embedding = nn.Parameter(new.to(old.dtype), requires_grad=clip.positional_embedding.requires_grad)
+    clip.context_length = new.shape[0]
+    clip.register_buffer("attn_mask", causal_mask(new.shape[0]).to(clip.attn_mask.device), persistent=False)
+
+
+class LongTextTokenizer:
+    """open_clip's BPE tokenizer at a longer context, with an explicit overflow policy.
+
+    open_clip silently truncates; for long captions that hides lost sentences, so this wrapper
+    counts every truncation (``n_truncated``) or raises ``CaptionTooLongError`` on request.
+    """
+
+    def __init__(self, context_length: int = LONG_CONTEXT, overflow: OverflowPolicy = "truncate") -> None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        if overflow not in ("truncate", "error"):
+            raise ValueError(f"overflow must be 'truncate' or 'error', got {overflow!r}")
+        self.context_length = context_length
+        self.overflow = overflow
+        self._bpe = SimpleTokenizer(context_length=context_length)
+        self.sot = self._bpe.sot_token_id
+        self.eot = self._bpe.eot_token_id
+        self.n_truncated = 0
+
+    def count_tokens(self, text: str) -> int:
+        """Number of positions ``text`` needs, start and end tokens included."""
+        return len(self._bpe.encode(text)) + 2
+
+    def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Texts -> (N, context_length) int64 token ids, zero padded, EOT last when truncated."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [self.sot, *self._bpe.encode(text), self.eot]
+            if len(ids) > self.context_length:
+                ids = self._handle_overflow(text, ids)
+            out[row, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def _handle_overflow(self, text: str, ids: list[int]) -> list[int]:
+        if self.overflow == "error":
+            raise CaptionTooLongError(
+                f"caption needs {len(ids)} tokens but the context is {self.context_length}: "
+                f"{text[:80]!r}... Set overflow='truncate' (data.overflow) to cut it, or shorten it."
+            )
+        self.n_truncated += 1
+        if self.n_truncated == 1:
+            log.warning(
+                "caption truncated from %d to %d tokens (further truncations are counted, not logged)",
+                len(ids), self.context_length,
+            )
+        return ids[: self.context_length - 1] + [self.eot]

@@ -1,0 +1,40 @@
+"""Subcaption-Aggregated Patch (METHOD.md section 4): ``L_sub = 1/M sum_i L_batch(vbar_i, t_sub_i)``.
+
+Each sentence embedding scores its own image's patches; the softmax (optionally top-k) weights
+pool the patches into a region embedding ``vbar``, which is contrasted with the sentence across
+the batch, separately for each sentence index i and only over samples that have sentence i.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mulclip_pl.objectives.contrastive import grouped_infonce
+
+
+def patch_weights(t_sub: torch.Tensor, v_loc: torch.Tensor, tau_s: float, top_k: int | None) -> torch.Tensor:
+    """(B, M, d) sentences, (B, P, d) patches, both normalised -> (B, M, P) aggregation weights."""
+    scores = torch.einsum("bmd,bpd->bmp", t_sub, v_loc) / tau_s
+    if top_k is not None and top_k < scores.shape[-1]:
+        threshold = scores.topk(top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < threshold, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+def region_embeddings(weights: torch.Tensor, v_loc: torch.Tensor) -> torch.Tensor:
+    """(B, M, P) weights, (B, P, d) patches -> (B, M, d) normalised region embeddings vbar."""
+    return F.normalize(weights @ v_loc, dim=-1)
+
+
+def subcaption_patch_loss(
+    t_sub: torch.Tensor,
+    sentence_mask: torch.Tensor,
+    v_loc: torch.Tensor,
+    logit_scale: torch.Tensor,
+    tau_s: float = 0.07,
+    top_k: int | None = None,
+) -> torch.Tensor:
+    """t_sub: (B, M, d) normalised, sentence_mask: (B, M) True where sentence i exists."""
+    vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
+    return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T)

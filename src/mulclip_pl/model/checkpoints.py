@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import open_clip
+from open_clip.factory import load_state_dict
 import torch
 from torch import nn
 
@@ -83,7 +84,7 @@ def read_state_dict(pretrained: str, model_name: str) -> dict[str, torch.Tensor]
     path = Path(pretrained).expanduser()
     if path.is_file():
         try:
-            state = open_clip.load_state_dict(str(path), weights_only=False)
+            state = load_state_dict(str(path), weights_only=False)
         except Exception as exc:  # torch/safetensors raise many kinds
             raise PretrainedWeightsError(
                 f"could not read weights file {path}: {exc}. Expected an open_clip checkpoint, "

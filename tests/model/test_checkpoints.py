@@ -1,0 +1,105 @@
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mulclip_pl.model.backbone import ClipBackbone
+from mulclip_pl.model.checkpoints import PretrainedWeightsError, build_clip, export_open_clip_dir
+from tests.conftest import TEST_MODEL
+
+
+@pytest.fixture(scope="module")
+def source():
+    torch.manual_seed(1)
+    return open_clip.create_model(TEST_MODEL).eval()
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("fmt", ["pt", "pt_wrapped", "safetensors", "torchscript"])
+def test_loads_local_files_and_stretches(tmp_path, source, fmt, tokenizer):
+    path = tmp_path / f"w.{'safetensors' if fmt == 'safetensors' else 'pt'}"
+    state = source.state_dict()
+    if fmt == "pt":
+        torch.save(state, path)
+    elif fmt == "pt_wrapped":
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+    elif fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.jit.save(torch.jit.script(_StateHolder(state)), str(path))
+    clip = build_clip(TEST_MODEL, pretrained=str(path)).eval()
+    assert torch.equal(clip.positional_embedding[:20], source.positional_embedding[:20])
+    assert torch.equal(clip.visual.proj, source.visual.proj)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ClipBackbone(clip).encode_image(images).v_cls, source.encode_image(images))
+
+
+class _StateHolder(torch.nn.Module):
+    """A TorchScript archive whose state dict has CLIP's keys, like OpenAI's .pt releases."""
+
+    def __init__(self, state):
+        super().__init__()
+        self.inner = torch.nn.Module()
+        for key, value in state.items():
+            *path, leaf = key.split(".")
+            module = self
+            for part in path:
+                if not hasattr(module, part):
+                    module.add_module(part, torch.nn.Module())
+                module = getattr(module, part)
+            module.register_buffer(leaf, value.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_exported_248_checkpoint_round_trips(tmp_path):
+    torch.manual_seed(2)
+    clip = build_clip(TEST_MODEL)
+    torch.save(clip.state_dict(), tmp_path / "long.pt")
+    again = build_clip(TEST_MODEL, pretrained=str(tmp_path / "long.pt"))
+    assert _same_weights(clip, again)
+
+
+def test_export_dir_loads_in_plain_open_clip(tmp_path, tokenizer):
+    torch.manual_seed(3)
+    clip = build_clip(TEST_MODEL).eval()
+    out = export_open_clip_dir(clip, TEST_MODEL, tmp_path / "export")
+    loaded, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    loaded.eval()
+    tokens = tokenizer(["a long caption " * 30])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_text(tokens), clip.encode_text(tokens))
+    assert loaded.context_length == 248
+
+
+def test_missing_file_error_names_the_file(tmp_path):
+    with pytest.raises(PretrainedWeightsError, match="not found: .*nope.pt"):
+        build_clip(TEST_MODEL, pretrained=str(tmp_path / "nope.pt"))
+
+
+def test_corrupt_file_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(PretrainedWeightsError, match="could not read weights file"):
+        build_clip(TEST_MODEL, pretrained=str(bad))
+
+
+def test_architecture_mismatch_names_keys(tmp_path):
+    torch.save(open_clip.create_model("mulclip-tiny").state_dict(), tmp_path / "tiny.pt")
+    with pytest.raises(PretrainedWeightsError, match=r"do not match architecture mulclip-test.*shape mismatches.*visual"):
+        build_clip(TEST_MODEL, pretrained=str(tmp_path / "tiny.pt"))
+
+
+def test_uncached_pretrained_tag_fails_offline_with_advice():
+    with pytest.raises(PretrainedWeightsError, match="not in the local cache.*--model.pretrained=/path/to"):
+        build_clip("ViT-B-32", pretrained="openai")
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model_name 'ViT-Q-99'"):
+        build_clip("ViT-Q-99")

@@ -19,7 +19,7 @@ class MulCLIPCLI(LightningCLI):
         if not results or not self.trainer.is_global_zero:
             return
         label = self.model.hparams.model_name + (f" ({Path(self.config_ckpt()).name})" if self.config_ckpt() else "")
-        out_dir = Path(self.trainer.log_dir or ".")
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         json_path, md_path = write_results(results, out_dir, label)
         print("\n" + markdown_table(results, label))
         print(f"results written to {json_path} and {md_path}")

@@ -18,6 +18,7 @@ from typing import Literal
 
 import lightning as L
 import open_clip
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder
@@ -178,7 +179,7 @@ class BaseDataModule(L.LightningDataModule):
             raise DataError(f"{self.name} has no training split")
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
                           num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
-                          pin_memory=True)
+                          pin_memory=torch.cuda.is_available())
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         return [DataLoader(s.dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=collate)

@@ -54,11 +54,11 @@ class CaptionEncoder:
         chosen = select_sentences(sentences, self.max_sentences, self.selection, rng)
         before = self.tokenizer.n_truncated
         long = self.tokenizer(record.caption)[0]
+        truncated = self.tokenizer.n_truncated - before  # the long caption is what users lose text from
         short = self.tokenizer(summary_for(sentences, record.summary, self.summary_source))[0]
         subs = torch.zeros(self.max_sentences, self.tokenizer.context_length, dtype=torch.long)
         subs[: len(chosen)] = self.tokenizer(chosen)
         sub_mask = torch.arange(self.max_sentences) < len(chosen)
-        truncated = self.tokenizer.n_truncated - before
         return {"long": long, "short": short, "sub": subs, "sub_mask": sub_mask, "n_truncated": truncated}
 
 

@@ -34,7 +34,7 @@ def read_generic(path: str | Path, problems: ProblemLog, image_root: str | Path 
 
 def _rows(path: Path, problems: ProblemLog):
     if path.suffix in (".jsonl", ".jsonlines", ".json"):
-        return list(iter_jsonlines(path, problems))
+        return iter_jsonlines(path, problems)  # lazily, so problems are reported in file order
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as handle:
             return [(f"{path.name}:{n}", row) for n, row in enumerate(csv.DictReader(handle), 2)]

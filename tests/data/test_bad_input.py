@@ -1,0 +1,77 @@
+import json
+
+import pytest
+import torch
+
+from mulclip_pl.data import DOCCI, GenericCaptions, Urban1K
+from mulclip_pl.data.datasets import collate
+from mulclip_pl.data.records import DataError
+from tests.data import fixtures
+
+
+def _module(cls, policy, **kwargs):
+    return cls(bad_input=policy, num_workers=0, batch_size=2, image_size=32, **kwargs)
+
+
+def test_wrong_root_names_path_and_layout(tmp_path):
+    dm = _module(Urban1K, None, root=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=r"Urban1K root not found: .*missing. Expected image/<k>.jpg"):
+        dm.setup("test")
+
+
+def test_missing_and_corrupt_images(tmp_path):
+    fixtures.write_docci(tmp_path)
+    (tmp_path / "images" / "test_00001.jpg").unlink()
+    (tmp_path / "images" / "test_00002.jpg").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"test_00001: missing image: .*test_00001.jpg"):
+        _module(DOCCI, "error", root=str(tmp_path), val_fraction=0).setup("test")
+    dm = _module(DOCCI, "error", root=str(tmp_path), val_fraction=0, check_files=False)
+    dm.setup("test")
+    dataset = dm.eval_sets("test")[0].dataset
+    with pytest.raises(DataError, match=r"unreadable image: .*test_00002.jpg \(record test_00002\)"):
+        dataset[1]
+
+
+def test_skip_policy_counts_in_batches(tmp_path):
+    fixtures.write_docci(tmp_path)
+    (tmp_path / "images" / "train_00002.jpg").write_bytes(b"corrupt")
+    dm = _module(DOCCI, "skip", root=str(tmp_path), val_fraction=0)
+    dm.setup("fit")
+    batch = collate([dm.train_set[0], dm.train_set[1]])
+    assert batch["n_skipped"] == 1 and "train_00002" in batch["skipped"][0]
+    assert batch["image"].shape[0] == 1
+
+
+def test_empty_caption_and_missing_fields(tmp_path):
+    rows = [{"image": "a.png", "caption": "  "}, {"caption": "no image field"}, "not an object", {"image": "a.png", "caption": "ok."}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken json")
+    fixtures.write_generic(tmp_path)  # writes a.png
+    with pytest.raises(DataError, match=r"c.jsonl:1: empty caption"):
+        _module(GenericCaptions, "error", test_file=str(path)).setup("test")
+    dm = _module(GenericCaptions, "skip", test_file=str(path))
+    dm.setup("test")
+    assert len(dm.eval_sets("test")[0].dataset) == 1
+    reasons = [reason for _, reason in dm.problems[-1].problems]
+    assert len(reasons) == 4 and sum("missing field" in r for r in reasons) == 2 and any("invalid JSON" in r for r in reasons)
+
+
+def test_duplicate_ids_are_reported(tmp_path, caplog):
+    rows = [{"image": "a.png", "caption": "x.", "id": "same"}, {"image": "b.png", "caption": "y.", "id": "same"}]
+    fixtures.write_generic(tmp_path)
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    _module(GenericCaptions, "error", test_file=str(tmp_path / "d.jsonl")).setup("test")
+    assert "1 duplicate ids" in caplog.text
+
+
+def test_overlong_caption_error_policy(tmp_path):
+    rows = [{"image": "a.png", "caption": "word " * 300}]
+    fixtures.write_generic(tmp_path)
+    (tmp_path / "long.jsonl").write_text(json.dumps(rows[0]))
+    dm = _module(GenericCaptions, "error", train_file=str(tmp_path / "long.jsonl"), overflow="error")
+    dm.setup("fit")
+    with pytest.raises(ValueError, match="needs 302 tokens but the context is 248"):
+        dm.train_set[0]
+    lenient = _module(GenericCaptions, "error", train_file=str(tmp_path / "long.jsonl"))
+    lenient.setup("fit")
+    assert collate([lenient.train_set[0]])["n_truncated"] == 1

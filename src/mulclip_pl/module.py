@@ -47,7 +47,8 @@ class MulCLIP(L.LightningModule):
         context_length: text positions after Long-CLIP's stretch (77 = no stretch).
         keep_positions: leading positions kept unchanged by the stretch.
         preset: which objectives run: full, global_only, no_wpr, no_sap (METHOD.md 5).
-        short_weight: weight of the short-summary term in L_global (paper: 0.5).
+        long_weight, short_weight: weights of the long and short terms in L_global (paper: 1, 0.5);
+            long_weight=0 trains on summaries only (the demo's stage 1).
         lambda_global, lambda_word, lambda_sub: weights of the three levels.
         calibrated_tokens: Ns per modality; None = 20% of the patch count (METHOD.md 2).
         calibration_hidden_ratio: LTC MLP hidden width as a fraction of d.
@@ -67,6 +68,7 @@ class MulCLIP(L.LightningModule):
         context_length: int = LONG_CONTEXT,
         keep_positions: int = KEEP_POSITIONS,
         preset: Preset = "full",
+        long_weight: float = 1.0,
         short_weight: float = 0.5,
         lambda_global: float = 1.0,
         lambda_word: float = 1.0,
@@ -141,7 +143,7 @@ class MulCLIP(L.LightningModule):
             "global_long": infonce(v_cls, t_long, scale),
             "global_short": infonce(v_cls, t_short, scale),
         }
-        terms["global"] = terms["global_long"] + hp.short_weight * terms["global_short"]
+        terms["global"] = hp.long_weight * terms["global_long"] + hp.short_weight * terms["global_short"]
         total = hp.lambda_global * terms["global"]
         if self.use_wpr:
             v_cal = self.image_calibration(v_loc)
@@ -297,7 +299,7 @@ def _validate_hparams(hp: Any) -> None:
         (hp.calibrated_tokens is None or hp.calibrated_tokens >= 1, "model.calibrated_tokens", "must be >= 1"),
         (min(hp.tau_r, hp.tau_w, hp.tau_s) > 0, "model.tau_r/tau_w/tau_s", "temperatures must be > 0"),
         (hp.sap_top_k_fraction is None or 0 < hp.sap_top_k_fraction <= 1, "model.sap_top_k_fraction", "must be in (0, 1]"),
-        (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
+        (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.long_weight, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
         (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
         (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
     ]

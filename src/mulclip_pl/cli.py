@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
@@ -14,6 +15,11 @@ from mulclip_pl.module import MulCLIP
 
 
 class MulCLIPCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        """Always keep a resumable ``last.ckpt`` (``--ckpt_path last``); tune via ``--checkpoint.*``."""
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
+
     def after_test(self) -> None:
         results = getattr(self.model, "eval_results", None)
         if not results or not self.trainer.is_global_zero:

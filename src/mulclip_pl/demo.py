@@ -74,19 +74,20 @@ def run(args: argparse.Namespace) -> Path:
         torch.save(stage1.backbone.clip.state_dict(), stage1_path)
     else:
         print(f"[stage 1] reusing {stage1_path}")
+    split = args.eval_split
     test = SynthLong(**data_kwargs)
-    test.setup("test")
-    records = test.eval_sets("test")[0].dataset.records
-    negatives = [json.loads(line)["negative"] for line in (Path(args.data) / "test.jsonl").read_text().splitlines()]
+    test.setup("test" if split == "test" else "validate")
+    records = test.eval_sets(split)[0].dataset.records
+    negatives = [json.loads(line)["negative"] for line in (Path(args.data) / f"{split}.jsonl").read_text().splitlines()]
     results = {"stage1 (short-caption CLIP, 77 tokens)": [score(MulCLIP(**{**STAGE1, "pretrained": str(stage1_path)}), records, test, negatives)]}
     for variant in args.variants:
         for seed in args.seeds:
             print(f"[stage 2] {VARIANT_LABELS[variant]}, seed {seed}, {args.stage2_epochs} epochs")
             L.seed_everything(seed, verbose=False)
-            module = MulCLIP(**STAGE2, preset=variant, pretrained=str(stage1_path))
+            module = MulCLIP(**{**STAGE2, **args.set}, preset=variant, pretrained=str(stage1_path))
             train(module, SynthLong(**data_kwargs), args.stage2_epochs, out, f"{variant}_seed{seed}", seed)
             results.setdefault(VARIANT_LABELS[variant], []).append(score(module, records, test, negatives))
-    table = results_table(results)
+    table = results_table(results, f"SynthLong {split}, {len(records)} pairs")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(table)
     print("\n" + table)
@@ -94,10 +95,10 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
-def results_table(results: dict[str, list[dict[str, float]]]) -> str:
+def results_table(results: dict[str, list[dict[str, float]]], where: str) -> str:
     """Mean (and sample std over seeds, where there are several) per metric."""
     metrics = ["i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "hard_negative_acc"]
-    lines = ["| model (SynthLong test, 400 pairs) | seeds | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    lines = [f"| model ({where}) | seeds | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
     for label, runs in results.items():
         cells = []
         for m in metrics:
@@ -118,7 +119,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage2-epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    return parser.parse_args(argv)
+    parser.add_argument("--eval-split", default="test", choices=["val", "test"],
+                        help="score on val when choosing settings; test only for the final report")
+    parser.add_argument("--set", nargs="*", default=[], type=_override, metavar="KEY=VALUE",
+                        help="stage-2 MulCLIP arguments, e.g. --set lr=5e-4 lambda_word=0.5")
+    args = parser.parse_args(argv)
+    args.set = dict(args.set)
+    return args
+
+
+def _override(text: str) -> tuple[str, float | str]:
+    key, _, value = text.partition("=")
+    if key not in MulCLIP.__init__.__code__.co_varnames:
+        raise argparse.ArgumentTypeError(f"--set {key}: not a MulCLIP argument")
+    try:
+        return key, float(value)
+    except ValueError:
+        return key, value
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,6 +61,7 @@ class MulCLIP(L.LightningModule):
         weight_decay, warmup_steps: AdamW + linear warm-up then cosine decay.
         max_logit_scale: CLIP's clamp of the learned temperature.
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
+        grad_checkpointing: recompute tower activations in backward (less memory, ~30% slower).
     """
 
     def __init__(
@@ -85,11 +88,17 @@ class MulCLIP(L.LightningModule):
         warmup_steps: int = 200,
         max_logit_scale: float = 100.0,
         max_nonfinite_steps: int = 10,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         _validate_hparams(self.hparams)
-        self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions))
+        try:
+            self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions))
+        except ValueError as exc:
+            raise ValueError(f"model.model_name={model_name}: {exc}") from exc
+        if grad_checkpointing:
+            self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in ("full", "no_sap") and lambda_word > 0
         self.use_sap = preset in ("full", "no_wpr") and lambda_sub > 0
         num_cal = calibrated_tokens or max(1, round(0.2 * self.backbone.num_patches))
@@ -101,6 +110,7 @@ class MulCLIP(L.LightningModule):
             max(1, round(sap_top_k_fraction * self.backbone.num_patches)) if sap_top_k_fraction else None
         )
         self._nonfinite_streak = 0
+        self._skipped: list[str] = []
         self._eval_metrics = nn.ModuleDict()
         self._zeroshot_weights: dict[str, torch.Tensor] = {}
 
@@ -171,6 +181,9 @@ class MulCLIP(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        self._skipped.extend(batch.get("skipped", []))
+        if "image" not in batch:  # every sample of this batch was bad input (counted above)
+            return None
         losses = self.compute_losses(batch)
         if self._skip_nonfinite(losses.total):
             return None
@@ -200,6 +213,20 @@ class MulCLIP(L.LightningModule):
                 "Lower the learning rate, check the data for broken images, or resume from the last checkpoint."
             )
         return True
+
+    def on_train_epoch_end(self) -> None:
+        """Report bad input skipped this epoch (never silently dropped)."""
+        if self._skipped:
+            log.warning("epoch %d: skipped %d bad samples, e.g. %s", self.current_epoch, len(self._skipped), self._skipped[:3])
+        self._skipped = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume continues the random streams (shuffling, sentence sampling) where they were."""
+        if "rng_states" in checkpoint:
+            _set_rng_states(checkpoint["rng_states"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         with torch.no_grad():  # CLIP clamps the learned temperature after each step
@@ -279,6 +306,20 @@ class MulCLIP(L.LightningModule):
                 self.log(f"{stage}/{name}/{key}", value, sync_dist=False, rank_zero_only=True)
             metric.reset()
         return results
+
+
+def _rng_states() -> dict[str, Any]:
+    """Random states as tensors and plain tuples, so that ``torch.load(weights_only=True)`` accepts them."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
 
 def _warmup_cosine(warmup: int, total: int):

@@ -1,0 +1,55 @@
+"""``mulclip-pl export`` and ``mulclip-pl explain``: the subcommands that are not Trainer loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from jsonargparse import CLI
+
+from mulclip_pl.model.checkpoints import export_open_clip_dir
+from mulclip_pl.module import MulCLIP
+
+
+def load_module(ckpt: str | Path) -> MulCLIP:
+    """A trained MulCLIP from a Lightning checkpoint, without re-reading its original pretrained file."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return MulCLIP.load_from_checkpoint(path, map_location="cpu", pretrained=None).eval()
+
+
+def export(*, ckpt: str, out: str) -> Path:
+    """Write the CLIP towers (stretched positions, no training heads) as plain open_clip weights.
+
+    Args:
+        ckpt: a Lightning checkpoint written by ``mulclip-pl fit``.
+        out: a folder (loads with ``open_clip.create_model_and_transforms('local-dir:OUT')``), or a
+            ``.pt`` / ``.safetensors`` file (loads with ``pretrained=OUT, force_context_length=248``).
+    """
+    module = load_module(ckpt)
+    clip, name = module.backbone.clip, module.hparams.model_name
+    target = Path(out)
+    if target.suffix in (".pt", ".safetensors"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in clip.state_dict().items()}
+        if target.suffix == ".pt":
+            torch.save(state, target)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(state, str(target))
+    else:
+        export_open_clip_dir(clip, name, target)
+    print(f"exported {name} ({clip.context_length} text positions) to {target}")
+    return target
+
+
+def export_main(argv: list[str]) -> None:
+    CLI(export, args=argv)
+
+
+def explain_main(argv: list[str]) -> None:
+    from mulclip_pl.viz.attention import explain
+
+    CLI(explain, args=argv)

@@ -126,3 +126,12 @@ def test_two_gloo_processes_equal_one_process_with_double_batch(tmp_path, batch)
     result = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(result["grads"], grads, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(batch):
+    grads = []
+    for checkpointing in (False, True):
+        module = make_module(grad_checkpointing=checkpointing).train()
+        module.compute_losses(batch).total.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)

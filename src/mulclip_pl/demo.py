@@ -40,6 +40,7 @@ def train(module: MulCLIP, data: SynthLong, epochs: int, out: Path, name: str, s
                         default_root_dir=out / name, log_every_n_steps=5, num_sanity_val_steps=0,
                         limit_val_batches=0, enable_model_summary=False)
     trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(out / f"{name}.ckpt")  # what the notebook and `mulclip-pl explain` read
     return module
 
 

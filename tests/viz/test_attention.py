@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from mulclip_pl.data.synthlong import generate
+from mulclip_pl.module import MulCLIP
+from mulclip_pl.viz.attention import explain, mass_in_box, plot_relevance, relevance_maps
+from tests.conftest import TEST_MODEL
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth"), image_size=32, seed=3, sizes={"val": 4})
+
+
+def test_maps_have_one_panel_per_sentence(synth, tmp_path):
+    record = json.loads((synth / "val.jsonl").read_text().splitlines()[0])
+    image = Image.open(synth / record["image"]).convert("RGB")
+    module = MulCLIP(model_name=TEST_MODEL)
+    explanation = relevance_maps(module, image, record["caption"])
+    assert len(explanation.sentences) == len(record["objects"]) + 1
+    assert explanation.sap.shape == (len(explanation.sentences), 4, 4)
+    torch.testing.assert_close(explanation.sap.sum((1, 2)), torch.ones(len(explanation.sentences)))
+    assert explanation.cosine.abs().max() <= 1.0001
+    figure = plot_relevance(image, explanation)
+    assert [ax.get_title() for ax in figure.axes if ax.get_title()][0].startswith("This synthetic scene")
+
+
+def test_mass_in_box_known_answer():
+    weights = torch.zeros(4, 4)
+    weights[0, 0] = 3.0
+    weights[3, 3] = 1.0
+    assert mass_in_box(weights, (0, 0, 8, 8), image_size=32) == pytest.approx(0.75)
+
+
+def test_explain_writes_a_png(synth, tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    torch.save(MulCLIP(model_name=TEST_MODEL).backbone.clip.state_dict(), weights)
+    record = json.loads((synth / "val.jsonl").read_text().splitlines()[0])
+    out = explain(ckpt=str(weights), image=str(synth / record["image"]), caption=record["caption"],
+                  out=str(tmp_path / "fig.png"), model_name=TEST_MODEL)
+    assert Image.open(out).size[0] > 300
+
+
+def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MULCLIP_DEMO_DIR", str(tmp_path / "no_demo_here"))
+    monkeypatch.setenv("MULCLIP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read("notebooks/attention_maps.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed clean
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "mean SAP mass inside the described object's box" in text

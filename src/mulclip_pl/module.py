@@ -112,7 +112,9 @@ class MulCLIP(L.LightningModule):
         self._nonfinite_streak = 0
         self._skipped: list[str] = []
         self._eval_metrics = nn.ModuleDict()
+        self._eval_sets: list = []
         self._zeroshot_weights: dict[str, torch.Tensor] = {}
+        self.eval_results: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ inference API
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -166,8 +168,8 @@ class MulCLIP(L.LightningModule):
             total = total + hp.lambda_sub * terms["sub"]
         return Losses(total=total, terms=terms)
 
-    def _encode_short_and_sentences(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d)."""
+    def _encode_short_and_sentences(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP)."""
         short, subs, sub_mask = batch["short"], batch["sub"], batch["sub_mask"]
         if not self.use_sap:
             return self.encode_text(short), None

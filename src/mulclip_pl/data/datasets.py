@@ -62,58 +62,10 @@ class CaptionEncoder:
         return {"long": long, "short": short, "sub": subs, "sub_mask": sub_mask, "n_truncated": truncated}
 
 
-class PairDataset(Dataset):
-    """Training pairs: image + long caption + summary + subcaptions."""
+class _ImageItems(Dataset):
+    """Items with an image: loading, the transform and the bad-input policy live here once."""
 
-    def __init__(self, records: list[Record], transform: Transform, text: CaptionEncoder, policy: BadInputPolicy):
-        self.records, self.transform, self.text, self.policy = records, transform, text, policy
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int):
-        record = self.records[index]
-        try:
-            image = self.transform(load_image(record.image, record.id))
-        except DataError as exc:
-            if self.policy == "error":
-                raise
-            return Skipped(record.id, str(exc))
-        return {"index": index, "image": image, **self.text(record)}
-
-
-class RetrievalDataset(Dataset):
-    """Evaluation items: one image with all its captions (tokenised), ids for deduplication."""
-
-    def __init__(self, records: list[Record], transform: Transform, tokenizer: LongTextTokenizer, policy: BadInputPolicy):
-        self.records, self.transform, self.tokenizer, self.policy = records, transform, tokenizer, policy
-        counts = torch.tensor([len(r.captions) for r in records])
-        self.caption_offsets = torch.cumsum(counts, 0) - counts
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int):
-        record = self.records[index]
-        try:
-            image = self.transform(load_image(record.image, record.id))
-        except DataError as exc:
-            if self.policy == "error":
-                raise
-            return Skipped(record.id, str(exc))
-        captions = self.tokenizer(list(record.captions))
-        first = int(self.caption_offsets[index])
-        return {
-            "index": index,
-            "image": image,
-            "captions": captions,
-            "caption_index": torch.arange(first, first + len(captions)),
-            "caption_image": torch.full((len(captions),), index),
-        }
-
-
-class ClassificationDataset(Dataset):
-    def __init__(self, items: list[LabeledImage], transform: Transform, policy: BadInputPolicy):
+    def __init__(self, items: list, transform: Transform, policy: BadInputPolicy) -> None:
         self.items, self.transform, self.policy = items, transform, policy
 
     def __len__(self) -> int:
@@ -122,12 +74,57 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int):
         item = self.items[index]
         try:
-            image = Image.fromarray(item.pixels) if item.pixels is not None else load_image(item.image, item.id)
+            pixels = getattr(item, "pixels", None)
+            image = Image.fromarray(pixels) if pixels is not None else load_image(item.image, item.id)
         except DataError as exc:
             if self.policy == "error":
                 raise
             return Skipped(item.id, str(exc))
-        return {"index": index, "image": self.transform(image), "label": item.label}
+        return {"index": index, "image": self.transform(image), **self.fields(item, index)}
+
+    def fields(self, item, index: int) -> dict:
+        raise NotImplementedError
+
+    @property
+    def records(self) -> list:
+        return self.items
+
+
+class PairDataset(_ImageItems):
+    """Training pairs: image + long caption + summary + subcaptions."""
+
+    def __init__(self, records: list[Record], transform: Transform, text: CaptionEncoder, policy: BadInputPolicy):
+        super().__init__(records, transform, policy)
+        self.text = text
+
+    def fields(self, record: Record, index: int) -> dict:
+        return self.text(record)
+
+
+class RetrievalDataset(_ImageItems):
+    """Evaluation items: one image with all its captions (tokenised), ids for deduplication."""
+
+    def __init__(self, records: list[Record], transform: Transform, tokenizer: LongTextTokenizer, policy: BadInputPolicy):
+        super().__init__(records, transform, policy)
+        self.tokenizer = tokenizer
+        counts = torch.tensor([len(r.captions) for r in records])
+        self.caption_offsets = torch.cumsum(counts, 0) - counts
+
+    def fields(self, record: Record, index: int) -> dict:
+        captions = self.tokenizer(list(record.captions))
+        first = int(self.caption_offsets[index])
+        return {
+            "captions": captions,
+            "caption_index": torch.arange(first, first + len(captions)),
+            "caption_image": torch.full((len(captions),), index),
+        }
+
+
+class ClassificationDataset(_ImageItems):
+    """Zero-shot classification items: image and class label."""
+
+    def fields(self, item: LabeledImage, index: int) -> dict:
+        return {"label": item.label}
 
 
 def collate(samples: list) -> dict:

@@ -106,6 +106,7 @@ def _read_cached_tag(tag: str, model_name: str) -> dict[str, torch.Tensor]:
             f"{tag!r} is neither a file nor an open_clip pretrained tag of {model_name} "
             f"(tags: {open_clip.list_pretrained_tags_by_model(model_name)})"
         )
+    previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         model = open_clip.create_model(model_name, pretrained=tag)
@@ -115,6 +116,11 @@ def _read_cached_tag(tag: str, model_name: str) -> dict[str, torch.Tensor]:
             f"({type(exc).__name__}). Download the weights file elsewhere and pass its path: "
             f"--model.pretrained=/path/to/{model_name}-{tag}.pt"
         ) from exc
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
     return model.state_dict()
 
 

@@ -94,7 +94,7 @@ def plot_relevance(image: Image.Image, explanation: Explanation, kind: MapKind =
         ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, extent=(0, image.width, image.height, 0), interpolation="bilinear")
         ax.set_title("\n".join(textwrap.wrap(sentence, 36)), fontsize=8)
     fig.suptitle(f"{kind} relevance per sentence · global score {explanation.global_score:.3f}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
     return fig
 
 

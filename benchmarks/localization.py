@@ -1,0 +1,60 @@
+"""Do sentence maps land on the object the sentence describes? (SynthLong knows where objects are.)
+
+    python benchmarks/localization.py --demo runs/demo --split val
+
+For every object sentence of every image, the share of its SAP weights (and of its positive
+cosine similarity) that falls inside the object's box; chance is the box's share of the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mulclip_pl.data.datasets import load_image
+from mulclip_pl.data.text import SentenceSplitter
+from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.module import MulCLIP
+from mulclip_pl.tools import load_module
+from mulclip_pl.viz.attention import mass_in_box, relevance_maps
+
+
+def object_mass(module, data: Path, records: list[dict], size: int) -> dict[str, float]:
+    splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
+    sums = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}
+    count = 0
+    for record in records:
+        explanation = relevance_maps(module, load_image(data / record["image"], record["id"]), record["caption"],
+                                     splitter, tokenizer)
+        for index, obj in enumerate(record["objects"], start=1):  # sentence 0 is the scene intro
+            box = tuple(obj["box"])
+            sums["sap"] += mass_in_box(explanation.sap[index], box, size)
+            sums["cosine"] += mass_in_box(explanation.cosine[index], box, size)
+            sums["chance"] += (box[2] - box[0]) * (box[3] - box[1]) / size**2
+            count += 1
+    return {k: v / count for k, v in sums.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", default="runs/demo")
+    parser.add_argument("--data", default="data/synthlong")
+    parser.add_argument("--split", default="val")
+    args = parser.parse_args()
+    demo, data = Path(args.demo), Path(args.data)
+    records = [json.loads(line) for line in (data / f"{args.split}.jsonl").read_text().splitlines()]
+    models = {
+        "stage 1 (short captions)": MulCLIP(model_name="mulclip-tiny", context_length=77, preset="global_only",
+                                            pretrained=str(demo / "stage1_short_clip.pt")),
+        "MulCLIP full": load_module(demo / "full_seed0.ckpt"),
+    }
+    print(f"| model ({args.split}, {len(records)} images) | SAP mass in box | cosine mass in box | chance |")
+    print("|---|---:|---:|---:|")
+    for name, module in models.items():
+        m = object_mass(module, data, records, 64)
+        print(f"| {name} | {m['sap']:.3f} | {m['cosine']:.3f} | {m['chance']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong import generate
@@ -55,3 +56,12 @@ def test_plain_open_clip_baseline_needs_no_heads(tmp_path, synth):
     main(["test", *_common(tmp_path), "--model.preset", "global_only", "--data", "GenericCaptions",
           "--data.test_file", str(synth / "test.jsonl"), "--data.num_workers", "0"])
     assert json.loads(next(tmp_path.rglob("results.json")).read_text())["results"]["generic"]
+
+
+def test_predict_writes_embeddings(tmp_path, synth):
+    main(["predict", *_common(tmp_path), "--data", "GenericCaptions", "--data.test_file", str(synth / "test.jsonl"),
+          "--data.num_workers", "0", "--data.eval_batch_size", "3"])
+    (embeddings,) = torch.load(next(tmp_path.rglob("embeddings_rank0.pt")))
+    assert embeddings["image_emb"].shape == (8, 32) and embeddings["text_emb"].shape == (8, 32)
+    torch.testing.assert_close(embeddings["image_emb"].norm(dim=-1), torch.ones(8))
+    assert embeddings["index"].tolist() == list(range(8))

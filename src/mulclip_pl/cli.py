@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
@@ -30,8 +31,26 @@ class MulCLIPCLI(LightningCLI):
         print("\n" + markdown_table(results, label))
         print(f"results written to {json_path} and {md_path}")
 
+    def before_predict(self) -> None:
+        self.trainer.callbacks.append(EmbeddingWriter())
+
     def config_ckpt(self) -> str | None:
         return self.config.get(self.subcommand, {}).get("ckpt_path")
+
+
+class EmbeddingWriter(BasePredictionWriter):
+    """Writes ``predict`` outputs as ``embeddings.pt`` (one dict of concatenated tensors per data set)."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        per_set = predictions if predictions and isinstance(predictions[0], list) else [predictions]
+        merged = [{k: torch.cat([p[k] for p in outputs]) for k in outputs[0]} for outputs in per_set if outputs]
+        path = Path(trainer.log_dir or trainer.default_root_dir) / f"embeddings_rank{trainer.global_rank}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(merged, path)
+        print(f"embeddings written to {path}")
 
 
 def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:

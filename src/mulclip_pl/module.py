@@ -293,6 +293,14 @@ class MulCLIP(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
 
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Normalised embeddings (what retrieval uses), with the ids to join them back to records."""
+        out = {"index": batch["index"], "image_emb": self.encode_image(batch["image"])}
+        if "captions" in batch:
+            out.update(caption_index=batch["caption_index"], caption_image=batch["caption_image"],
+                       text_emb=self.encode_text(batch["captions"]))
+        return out
+
     def on_validation_epoch_end(self) -> None:
         self.eval_results = self._log_eval_metrics("val")
 

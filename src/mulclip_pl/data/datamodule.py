@@ -191,6 +191,12 @@ class BaseDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("test")
 
+    def predict_dataloader(self) -> list[DataLoader]:
+        """Embeds the test split (``mulclip-pl predict`` writes the embeddings)."""
+        if "test" not in self._eval_sets:
+            self._eval_sets["test"] = self.build_eval_sets("test")
+        return self._eval_loaders("test")
+
 
 def _hash_fraction(key: str) -> float:
     """Deterministic position of a record in [0, 1), for held-out slices that never move."""

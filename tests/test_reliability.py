@@ -22,36 +22,44 @@ def synth(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("synth"), image_size=32, sizes={"train": 12, "val": 4, "test": 4})
 
 
+class Crash(RuntimeError):
+    pass
+
+
 class LossRecorder(Callback):
-    def __init__(self, stop_after_epoch: int | None = None):
-        self.losses, self.stop_after_epoch = [], stop_after_epoch
+    """Records every step's loss and the sample keys it saw; can 'crash' the run at a given step."""
+
+    def __init__(self, crash_at_step: int | None = None):
+        self.losses, self.samples, self.crash_at_step = [], [], crash_at_step
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.crash_at_step:
+            raise Crash  # before this step's checkpoint: the last one is from the step before
         self.losses.append(outputs["loss"].item())
-
-    def on_train_epoch_end(self, trainer, module):
-        if self.stop_after_epoch is not None and trainer.current_epoch == self.stop_after_epoch:
-            trainer.should_stop = True  # the "crash": stop right after this epoch's checkpoint
+        self.samples.append(batch["index"].tolist())
 
 
-def _fit(synth, root, recorder, ckpt_path=None):
+def _fit(synth, root, recorder, ckpt_path=None, workers=0):
     L.seed_everything(0, workers=True)
     torch.manual_seed(0)
     module = MulCLIP(model_name=TEST_MODEL, lr=1e-3, head_lr=1e-3, warmup_steps=2)
-    data = GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=4, num_workers=0, max_sentences=3)
+    data = GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=4, num_workers=workers, max_sentences=2)
+    checkpoint = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=1)
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=root,
-                        callbacks=[recorder, ModelCheckpoint(dirpath=root, save_last=True)], enable_model_summary=False)
+                        callbacks=[recorder, checkpoint], enable_model_summary=False)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     return module
 
 
-def test_resume_matches_uninterrupted_run_step_for_step(tmp_path, synth):
+@pytest.mark.parametrize("crash_at_step,workers", [(3, 0), (5, 0), (5, 2)])  # epoch end, mid-epoch, with workers
+def test_resume_matches_uninterrupted_run_step_for_step(tmp_path, synth, crash_at_step, workers):
     straight = LossRecorder()
-    reference = _fit(synth, tmp_path / "a", straight)
-    first, resumed = LossRecorder(stop_after_epoch=0), LossRecorder()
-    _fit(synth, tmp_path / "b", first)
-    assert len(first.losses) == 3  # one epoch of 12 / 4
-    continued = _fit(synth, tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "last.ckpt"))
+    reference = _fit(synth, tmp_path / "a", straight, workers=workers)
+    first, resumed = LossRecorder(crash_at_step=crash_at_step), LossRecorder()
+    with pytest.raises(Crash):
+        _fit(synth, tmp_path / "b", first, workers=workers)
+    continued = _fit(synth, tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "last.ckpt"), workers=workers)
+    assert first.samples + resumed.samples == straight.samples  # same data, same order, nothing repeated
     assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)
     for (name, a), b in zip(reference.state_dict().items(), continued.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> Path:
     if not stage1_path.is_file():
         print(f"[stage 1] training a tiny CLIP on short summaries (77 tokens), {args.stage1_epochs} epochs")
         L.seed_everything(1234, verbose=False)
-        stage1 = train(MulCLIP(**STAGE1), SynthLong(**data_kwargs), args.stage1_epochs, out, "stage1", 1234)
+        stage1 = train(MulCLIP(**STAGE1), SynthLong(**data_kwargs, seed=1234), args.stage1_epochs, out, "stage1", 1234)
         torch.save(stage1.backbone.clip.state_dict(), stage1_path)
     else:
         print(f"[stage 1] reusing {stage1_path}")
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> Path:
             print(f"[stage 2] {VARIANT_LABELS[variant]}, seed {seed}, {args.stage2_epochs} epochs")
             L.seed_everything(seed, verbose=False)
             module = MulCLIP(**{**STAGE2, **args.set}, preset=variant, pretrained=str(stage1_path))
-            train(module, SynthLong(**data_kwargs), args.stage2_epochs, out, f"{variant}_seed{seed}", seed)
+            train(module, SynthLong(**data_kwargs, seed=seed), args.stage2_epochs, out, f"{variant}_seed{seed}", seed)
             results.setdefault(VARIANT_LABELS[variant], []).append(score(module, records, test, negatives))
     table = results_table(results, f"SynthLong {split}, {len(records)} pairs")
     (out / "results.json").write_text(json.dumps(results, indent=2))

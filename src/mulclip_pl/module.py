@@ -6,7 +6,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import lightning as L
 import numpy as np
@@ -110,6 +110,7 @@ class MulCLIP(L.LightningModule):
             max(1, round(sap_top_k_fraction * self.backbone.num_patches)) if sap_top_k_fraction else None
         )
         self._nonfinite_streak = 0
+        self._schedule_length: int | None = None
         self._skipped: list[str] = []
         self._eval_metrics = nn.ModuleDict()
         self._eval_sets: list = []
@@ -253,9 +254,15 @@ class MulCLIP(L.LightningModule):
         if heads:
             groups.append({"params": heads, "lr": hp.head_lr, "weight_decay": hp.weight_decay})
         optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(hp.warmup_steps, total))
+        # The length is read lazily: asking for it here would build the train loader before a
+        # resumed run restores the loader's position, and Lightning would not restore it after.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(hp.warmup_steps, self._total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        if self._schedule_length is None:
+            self._schedule_length = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        return self._schedule_length
 
     # ------------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
@@ -332,11 +339,14 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
 
-def _warmup_cosine(warmup: int, total: int):
+def _warmup_cosine(warmup: int, total_steps: Callable[[], int]):
+    """Linear warm-up then cosine decay; ``total_steps`` is only called once past step 0."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
+        if step == 0:
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps() - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor

@@ -4,10 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.synthlong import generate
-from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.viz.attention import explain, mass_in_box, plot_relevance, relevance_maps
 from tests.conftest import TEST_MODEL
@@ -15,7 +12,7 @@ from tests.conftest import TEST_MODEL
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth"), image_size=32, seed=3, sizes={"train": 256, "val": 24})
+    return generate(tmp_path_factory.mktemp("synth"), image_size=32, seed=3, sizes={"val": 4})
 
 
 def test_maps_have_one_panel_per_sentence(synth, tmp_path):
@@ -36,39 +33,6 @@ def test_mass_in_box_known_answer():
     weights[0, 0] = 3.0
     weights[3, 3] = 1.0
     assert mass_in_box(weights, (0, 0, 8, 8), image_size=32) == pytest.approx(0.75)
-
-
-def _object_mass(module, synth, records):
-    """Mean SAP mass inside each object's box, for the sentence that describes that object."""
-    splitter, tokenizer = SentenceSplitter(), LongTextTokenizer()
-    masses = []
-    for record in records:
-        image = Image.open(synth / record["image"]).convert("RGB")
-        explanation = relevance_maps(module, image, record["caption"], splitter, tokenizer)
-        for sentence_map, obj in zip(explanation.sap[1:], record["objects"]):  # sentence 0 is the intro
-            masses.append(mass_in_box(sentence_map, tuple(obj["box"]), 32))
-    return sum(masses) / len(masses)
-
-
-def test_mulclip_fine_tuning_moves_sentence_maps_onto_their_objects(synth):
-    torch.manual_seed(0)
-    module = MulCLIP(model_name=TEST_MODEL, preset="full")
-    records = [json.loads(line) for line in (synth / "val.jsonl").read_text().splitlines()]
-    before = _object_mass(module, synth, records)
-    data = GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=32, num_workers=0, image_size=32,
-                           train_augment=False, max_sentences=6)
-    data.setup("fit")
-    optimizer = torch.optim.AdamW(module.parameters(), lr=2e-3)
-    module.train()
-    for _ in range(6):
-        for batch in data.train_dataloader():
-            optimizer.zero_grad()
-            module.compute_losses(batch).total.backward()
-            optimizer.step()
-    after = _object_mass(module, synth, records)
-    # Measured here: 0.062 -> 0.106. The effect is real but modest on a 2-layer model (see
-    # benchmarks/localization.py for the demo model); the bar asks for a 30% relative gain.
-    assert after > 1.3 * before, (before, after)
 
 
 def test_explain_writes_a_png(synth, tmp_path):

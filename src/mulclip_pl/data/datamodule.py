@@ -29,6 +29,7 @@ from mulclip_pl.data.corpora.karpathy import read_karpathy
 from mulclip_pl.data.corpora.sharegpt4v import read_sharegpt4v
 from mulclip_pl.data.corpora.urban1k import read_urban1k
 from mulclip_pl.data.datasets import CaptionEncoder, ClassificationDataset, PairDataset, RetrievalDataset, collate
+from mulclip_pl.data.sampling import ResumableLoader
 from mulclip_pl.data.records import (
     BadInputPolicy, DataError, LabeledImage, ProblemLog, Record, report_duplicates, report_overlap,
 )
@@ -67,6 +68,7 @@ class BaseDataModule(L.LightningDataModule):
         spacy_model: installed spaCy pipeline name; None = offline rule-based sentencizer.
         check_files: verify at setup that every image file exists (fast fail before training).
         name: label of this data set in metrics and tables.
+        seed: shuffling and subcaption-sampling seed (the order is a function of seed and epoch).
     """
 
     default_name = "data"
@@ -87,6 +89,7 @@ class BaseDataModule(L.LightningDataModule):
         spacy_model: str | None = None,
         check_files: bool = True,
         name: str | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if max_sentences < 1:
@@ -99,6 +102,7 @@ class BaseDataModule(L.LightningDataModule):
         self.max_sentences, self.sentence_selection, self.summary_source = max_sentences, sentence_selection, summary_source
         self.bad_input, self.spacy_model, self.check_files = bad_input, spacy_model, check_files
         self.name = name or self.default_name
+        self.seed = seed
         self.train_set: Dataset | None = None
         self._eval_sets: dict[str, list[EvalSet]] = {}
         self.problems: list[ProblemLog] = []
@@ -155,7 +159,7 @@ class BaseDataModule(L.LightningDataModule):
             train = self.load("train", "train")
             text = CaptionEncoder(self.tokenizer(), SentenceSplitter(self.spacy_model), self.max_sentences,
                                   self.sentence_selection, self.summary_source)
-            self.train_set = PairDataset(train, self.transform(train=True), text, self._policy("train"))
+            self.train_set = PairDataset(train, self.transform(train=True), text, self._policy("train"), self.seed)
             log.info("%s: %d training pairs", self.name, len(train))
         for split in _EVAL_SPLITS_FOR_STAGE.get(stage, ()):
             self._eval_sets[split] = self.build_eval_sets(split)
@@ -177,9 +181,19 @@ class BaseDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             raise DataError(f"{self.name} has no training split")
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        trainer = self.trainer
+        return ResumableLoader(
+            self.train_set, self.batch_size, progress=self._train_progress, seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
+            num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _train_progress(self) -> tuple[int, int]:
+        """(epoch, batches processed in it), what a checkpoint must remember of the data position."""
+        if self.trainer is None:
+            return 0, 0
+        return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         return [DataLoader(s.dataset, batch_size=self.eval_batch_size, num_workers=self.num_workers, collate_fn=collate)
@@ -236,17 +250,17 @@ class SynthLong(GenericCaptions):
 
     default_name = "synthlong"
 
-    def __init__(self, root: str = "data/synthlong", image_px: int = 64, seed: int = 0, **kwargs) -> None:
+    def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0, **kwargs) -> None:
         root_path = Path(root)
         super().__init__(train_file=str(root_path / "train.jsonl"), val_file=str(root_path / "val.jsonl"),
                          test_file=str(root_path / "test.jsonl"), **kwargs)
-        self.root, self.image_px, self.seed = root_path, image_px, seed
+        self.root, self.image_px, self.generation_seed = root_path, image_px, generation_seed
 
     def prepare_data(self) -> None:
-        ensure_generated(self.root, self.image_px, self.seed)
+        ensure_generated(self.root, self.image_px, self.generation_seed)
 
     def setup(self, stage: str | None = None) -> None:
-        ensure_generated(self.root, self.image_px, self.seed)  # also when used outside a Trainer
+        ensure_generated(self.root, self.image_px, self.generation_seed)  # also when used outside a Trainer
         super().setup(stage)
 
 

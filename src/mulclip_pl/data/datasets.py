@@ -71,7 +71,9 @@ class _ImageItems(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """``key`` is an index, or ``(epoch, index)`` from ``ResumableShuffle`` (seeds per-sample randomness)."""
+        self.epoch, index = key if isinstance(key, tuple) else (0, key)
         item = self.items[index]
         try:
             pixels = getattr(item, "pixels", None)
@@ -80,7 +82,10 @@ class _ImageItems(Dataset):
             if self.policy == "error":
                 raise
             return Skipped(item.id, str(exc))
-        return {"index": index, "image": self.transform(image), **self.fields(item, index)}
+        return {"index": index, "image": self.transform_image(image, index), **self.fields(item, index)}
+
+    def transform_image(self, image: Image.Image, index: int) -> torch.Tensor:
+        return self.transform(image)
 
     def fields(self, item, index: int) -> dict:
         raise NotImplementedError
@@ -91,14 +96,29 @@ class _ImageItems(Dataset):
 
 
 class PairDataset(_ImageItems):
-    """Training pairs: image + long caption + summary + subcaptions."""
+    """Training pairs: image + long caption + summary + subcaptions.
 
-    def __init__(self, records: list[Record], transform: Transform, text: CaptionEncoder, policy: BadInputPolicy):
+    A sample's randomness (its augmentation, which subcaptions it keeps) is seeded from
+    ``(seed, epoch, index)``: the same in every run, worker layout and resume (Lightning prefetches
+    a batch before a checkpoint is written, so global RNG streams cannot be resumed exactly), and
+    different each epoch.
+    """
+
+    def __init__(self, records: list[Record], transform: Transform, text: CaptionEncoder, policy: BadInputPolicy,
+                 seed: int = 0):
         super().__init__(records, transform, policy)
-        self.text = text
+        self.text, self.seed = text, seed
+
+    def _sample_seed(self, index: int) -> int:
+        return hash((self.seed, self.epoch, index)) & 0xFFFF_FFFF_FFFF
+
+    def transform_image(self, image: Image.Image, index: int) -> torch.Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._sample_seed(index))
+            return self.transform(image)
 
     def fields(self, record: Record, index: int) -> dict:
-        return self.text(record)
+        return self.text(record, random.Random(self._sample_seed(index)))
 
 
 class RetrievalDataset(_ImageItems):

@@ -41,14 +41,15 @@ def main() -> None:
     parser.add_argument("--demo", default="runs/demo")
     parser.add_argument("--data", default="data/synthlong")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--checkpoints", nargs="*", default=None,
+                        help="MulCLIP .ckpt files to compare (default: DEMO/full_seed0.ckpt)")
     args = parser.parse_args()
     demo, data = Path(args.demo), Path(args.data)
     records = [json.loads(line) for line in (data / f"{args.split}.jsonl").read_text().splitlines()]
-    models = {
-        "stage 1 (short captions)": MulCLIP(model_name="mulclip-tiny", context_length=77, preset="global_only",
-                                            pretrained=str(demo / "stage1_short_clip.pt")),
-        "MulCLIP full": load_module(demo / "full_seed0.ckpt"),
-    }
+    models = {"stage 1 (short captions)": MulCLIP(model_name="mulclip-tiny", context_length=77, preset="global_only",
+                                                  pretrained=str(demo / "stage1_short_clip.pt"))}
+    for path in args.checkpoints or [str(demo / "full_seed0.ckpt")]:
+        models[Path(path).stem] = load_module(path)
     print(f"| model ({args.split}, {len(records)} images) | SAP mass in box | cosine mass in box | chance |")
     print("|---|---:|---:|---:|")
     for name, module in models.items():

@@ -64,8 +64,31 @@ def main() -> None:
                     break
             batches = iter(loader)
         seconds = time.perf_counter() - start
+        breakdown = per_sample_costs(data, args.batch_size)
     print(f"{args.workers} workers, batch {args.batch_size}: {samples / seconds:.0f} samples/s "
           f"({samples} samples in {seconds:.1f} s)")
+    print("one process, per sample: " + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in breakdown.items()))
+
+
+def per_sample_costs(data: GenericCaptions, batch_size: int) -> dict[str, float]:
+    """Where a sample's time goes, measured in this process: image, text, and the batch collate."""
+    from mulclip_pl.data.datasets import collate, load_image
+
+    dataset = data.train_set
+    records = dataset.items[:batch_size]
+    start = time.perf_counter()
+    for record in records:
+        dataset.transform(load_image(record.image, record.id))
+    image = (time.perf_counter() - start) / len(records)
+    start = time.perf_counter()
+    for record in records:
+        dataset.text(record, random.Random(0))
+    text = (time.perf_counter() - start) / len(records)
+    samples = [dataset[(0, i)] for i in range(len(records))]
+    start = time.perf_counter()
+    collate(samples)
+    return {"image decode + transform": image, "text (split, summary, tokenize)": text,
+            "collate": (time.perf_counter() - start) / len(records)}
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class MulCLIP(L.LightningModule):
         weight_decay, warmup_steps: AdamW + linear warm-up then cosine decay.
         max_logit_scale: CLIP's clamp of the learned temperature.
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
-        grad_checkpointing: recompute tower activations in backward (less memory, ~30% slower).
+        grad_checkpointing: recompute tower activations in backward (less memory, more compute).
     """
 
     def __init__(

@@ -55,12 +55,16 @@ def score(module: MulCLIP, records: list[Record], data: SynthLong, negatives: li
     transform = data.transform(train=False)
     images = torch.stack([transform(load_image(r.image, r.id)) for r in records])
     image_emb = torch.cat([module.encode_image(chunk) for chunk in images.split(128)])
-    caption_emb = torch.cat([module.encode_text(tokenizer([r.caption for r in records[i:i + 128]])) for i in range(0, len(records), 128)])
-    negative_emb = torch.cat([module.encode_text(tokenizer(negatives[i:i + 128])) for i in range(0, len(negatives), 128)])
+    caption_emb = _encode_texts(module, tokenizer, [r.caption for r in records])
+    negative_emb = _encode_texts(module, tokenizer, negatives)
     recall = recall_at_k(image_emb, caption_emb, torch.arange(len(records)), ks=(1, 5))
     return {"i2t_R@1": float(recall["i2t_R@1"]), "t2i_R@1": float(recall["t2i_R@1"]),
             "i2t_R@5": float(recall["i2t_R@5"]), "t2i_R@5": float(recall["t2i_R@5"]),
             "hard_negative_acc": hard_negative_accuracy(image_emb, caption_emb, negative_emb)}
+
+
+def _encode_texts(module: MulCLIP, tokenizer: LongTextTokenizer, texts: list[str], chunk: int = 128) -> torch.Tensor:
+    return torch.cat([module.encode_text(tokenizer(texts[i:i + chunk])) for i in range(0, len(texts), chunk)])
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -78,7 +78,7 @@ def per_sample_costs(data: GenericCaptions, batch_size: int) -> dict[str, float]
     records = dataset.items[:batch_size]
     start = time.perf_counter()
     for record in records:
-        dataset.transform(load_image(record.image, record.id))
+        dataset.transform(load_image(record.image, record.id, dataset.decode_min_side))
     image = (time.perf_counter() - start) / len(records)
     start = time.perf_counter()
     for record in records:

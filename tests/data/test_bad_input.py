@@ -75,3 +75,14 @@ def test_overlong_caption_error_policy(tmp_path):
     lenient = _module(GenericCaptions, "error", train_file=str(tmp_path / "long.jsonl"))
     lenient.setup("fit")
     assert collate([lenient.train_set[0]])["n_truncated"] == 1
+
+
+def test_reduced_scale_decode_keeps_at_least_the_model_size(tmp_path):
+    from PIL import Image
+
+    from mulclip_pl.data.datasets import load_image
+
+    Image.new("RGB", (1024, 768), (10, 200, 30)).save(tmp_path / "big.jpg")
+    small = load_image(tmp_path / "big.jpg", "big", min_side=224)
+    assert min(small.size) >= 224 and small.size[0] < 1024  # decoded at 1/2 or 1/4 scale
+    assert load_image(tmp_path / "big.jpg", "big").size == (1024, 768)

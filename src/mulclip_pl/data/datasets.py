@@ -28,10 +28,18 @@ class Skipped:
     reason: str
 
 
-def load_image(path, record_id: str) -> Image.Image:
-    """Open an image as RGB; errors name the file, the record and the problem."""
+def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image:
+    """Open an image as RGB; errors name the file, the record and the problem.
+
+    ``min_side``: let the JPEG decoder work at 1/2, 1/4 or 1/8 scale while the shorter side stays
+    >= min_side (several times faster for large photos; pixels differ slightly from a full decode,
+    so it is used for training only, never for evaluation).
+    """
     try:
         with Image.open(path) as image:
+            if min_side:
+                scale = min(image.size) / min_side
+                image.draft("RGB", (max(1, round(image.size[0] / scale)), max(1, round(image.size[1] / scale))))
             return image.convert("RGB")
     except FileNotFoundError as exc:
         raise DataError(f"missing image: {path} (record {record_id})") from exc
@@ -65,6 +73,8 @@ class CaptionEncoder:
 class _ImageItems(Dataset):
     """Items with an image: loading, the transform and the bad-input policy live here once."""
 
+    decode_min_side: int | None = None  # reduced-scale JPEG decoding: training only
+
     def __init__(self, items: list, transform: Transform, policy: BadInputPolicy) -> None:
         self.items, self.transform, self.policy = items, transform, policy
 
@@ -77,7 +87,7 @@ class _ImageItems(Dataset):
         item = self.items[index]
         try:
             pixels = getattr(item, "pixels", None)
-            image = Image.fromarray(pixels) if pixels is not None else load_image(item.image, item.id)
+            image = Image.fromarray(pixels) if pixels is not None else load_image(item.image, item.id, self.decode_min_side)
         except DataError as exc:
             if self.policy == "error":
                 raise
@@ -108,6 +118,7 @@ class PairDataset(_ImageItems):
                  seed: int = 0):
         super().__init__(records, transform, policy)
         self.text, self.seed = text, seed
+        self.decode_min_side = _transform_size(transform)
 
     def _sample_seed(self, index: int) -> int:
         return hash((self.seed, self.epoch, index)) & 0xFFFF_FFFF_FFFF
@@ -145,6 +156,13 @@ class ClassificationDataset(_ImageItems):
 
     def fields(self, item: LabeledImage, index: int) -> dict:
         return {"label": item.label}
+
+
+def _transform_size(transform: Transform) -> int | None:
+    """The output side of an open_clip transform (its first step), to decode no larger than needed."""
+    first = getattr(transform, "transforms", [None])[0]
+    size = getattr(first, "size", None)
+    return (max(size) if isinstance(size, (tuple, list)) else size) or None
 
 
 def collate(samples: list) -> dict:

@@ -15,6 +15,11 @@ from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.module import MulCLIP
 
 
+def output_dir(trainer: L.Trainer) -> Path:
+    """Where a run's tables and embeddings go: next to its logs, else its root folder."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
 class MulCLIPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         """Always keep a resumable ``last.ckpt`` (``--ckpt_path last``); tune via ``--checkpoint.*``."""
@@ -26,8 +31,7 @@ class MulCLIPCLI(LightningCLI):
         if not results or not self.trainer.is_global_zero:
             return
         label = self.model.hparams.model_name + (f" ({Path(self.config_ckpt()).name})" if self.config_ckpt() else "")
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        json_path, md_path = write_results(results, out_dir, label)
+        json_path, md_path = write_results(results, output_dir(self.trainer), label)
         print("\n" + markdown_table(results, label))
         print(f"results written to {json_path} and {md_path}")
 
@@ -47,7 +51,7 @@ class EmbeddingWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         per_set = predictions if predictions and isinstance(predictions[0], list) else [predictions]
         merged = [{k: torch.cat([p[k] for p in outputs]) for k in outputs[0]} for outputs in per_set if outputs]
-        path = Path(trainer.log_dir or trainer.default_root_dir) / f"embeddings_rank{trainer.global_rank}.pt"
+        path = output_dir(trainer) / f"embeddings_rank{trainer.global_rank}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(merged, path)
         print(f"embeddings written to {path}")

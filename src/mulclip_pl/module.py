@@ -227,7 +227,7 @@ class MulCLIP(L.LightningModule):
         checkpoint["rng_states"] = _rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume continues the random streams (shuffling, sentence sampling) where they were."""
+        """Resume continues the global random streams (shuffling and per-sample choices are seeded by the data)."""
         if "rng_states" in checkpoint:
             _set_rng_states(checkpoint["rng_states"])
 

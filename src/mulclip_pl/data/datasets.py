@@ -83,7 +83,7 @@ class _ImageItems(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         """``key`` is an index, or ``(epoch, index)`` from ``ResumableShuffle`` (seeds per-sample randomness)."""
-        self.epoch, index = key if isinstance(key, tuple) else (0, key)
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         item = self.items[index]
         try:
             pixels = getattr(item, "pixels", None)
@@ -92,12 +92,12 @@ class _ImageItems(Dataset):
             if self.policy == "error":
                 raise
             return Skipped(item.id, str(exc))
-        return {"index": index, "image": self.transform_image(image, index), **self.fields(item, index)}
+        return {"index": index, "image": self.transform_image(image, epoch, index), **self.fields(item, epoch, index)}
 
-    def transform_image(self, image: Image.Image, index: int) -> torch.Tensor:
+    def transform_image(self, image: Image.Image, epoch: int, index: int) -> torch.Tensor:
         return self.transform(image)
 
-    def fields(self, item, index: int) -> dict:
+    def fields(self, item, epoch: int, index: int) -> dict:
         raise NotImplementedError
 
     @property
@@ -120,16 +120,16 @@ class PairDataset(_ImageItems):
         self.text, self.seed = text, seed
         self.decode_min_side = _transform_size(transform)
 
-    def _sample_seed(self, index: int) -> int:
-        return hash((self.seed, self.epoch, index)) & 0xFFFF_FFFF_FFFF
+    def _sample_seed(self, epoch: int, index: int) -> int:
+        return hash((self.seed, epoch, index)) & 0xFFFF_FFFF_FFFF
 
-    def transform_image(self, image: Image.Image, index: int) -> torch.Tensor:
+    def transform_image(self, image: Image.Image, epoch: int, index: int) -> torch.Tensor:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._sample_seed(index))
+            torch.manual_seed(self._sample_seed(epoch, index))
             return self.transform(image)
 
-    def fields(self, record: Record, index: int) -> dict:
-        return self.text(record, random.Random(self._sample_seed(index)))
+    def fields(self, record: Record, epoch: int, index: int) -> dict:
+        return self.text(record, random.Random(self._sample_seed(epoch, index)))
 
 
 class RetrievalDataset(_ImageItems):
@@ -141,7 +141,7 @@ class RetrievalDataset(_ImageItems):
         counts = torch.tensor([len(r.captions) for r in records])
         self.caption_offsets = torch.cumsum(counts, 0) - counts
 
-    def fields(self, record: Record, index: int) -> dict:
+    def fields(self, record: Record, epoch: int, index: int) -> dict:
         captions = self.tokenizer(list(record.captions))
         first = int(self.caption_offsets[index])
         return {
@@ -154,7 +154,7 @@ class RetrievalDataset(_ImageItems):
 class ClassificationDataset(_ImageItems):
     """Zero-shot classification items: image and class label."""
 
-    def fields(self, item: LabeledImage, index: int) -> dict:
+    def fields(self, item: LabeledImage, epoch: int, index: int) -> dict:
         return {"label": item.label}
 
 

@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/python -m mulclip_pl.demo
 
 bench-quality: install
-	$(BIN)/python -m mulclip_pl.demo --variants global_only no_sap no_wpr full --seeds 0 1 2 --out runs/bench_quality --stage1 runs/demo/stage1_short_clip.pt
+	$(BIN)/python -m mulclip_pl.demo --variants global_only no_sap no_wpr full --seeds 0 1 2 --jobs 2 --out runs/bench_quality --stage1 runs/demo/stage1_short_clip.pt
 
 bench: install
 	$(BIN)/python benchmarks/train_step.py --model mulclip-tiny --batch-size 32

@@ -5,7 +5,8 @@
 Writes ``--images`` JPEGs of 1024 x 768 (DOCCI's photos are about that size) with ~150-word,
 ~9-sentence captions into a temp folder, then times the real pipeline: JPEG decode, open_clip's
 train transform, spaCy sentence split, 248-token BPE for the caption, summary and M subcaptions,
-collation. Compare with the GPU's step rate: the loader is the bottleneck when its samples/s is
+collation. ``--shrink 256`` first runs ``mulclip-pl shrink-images`` on them (what to do for real
+training). Compare with the GPU's step rate: the loader is the bottleneck when its samples/s is
 below batch_size / step_time.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from mulclip_pl.data import GenericCaptions
+from mulclip_pl.data.shrink import shrink_images
 
 WORDS = ("red green large small wooden metal table chair window street car tree sky building person dog "
          "shadow light left right behind front near far old new bright dark").split()
@@ -47,12 +49,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--shrink", type=int, default=None, metavar="MIN_SIDE",
+                        help="time a shrink-images copy with this shorter side instead of the full-size photos")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        captions = write_inputs(Path(folder), args.images)
+        full = Path(folder) / "full"
+        full.mkdir()
+        captions = write_inputs(full, args.images)
+        if args.shrink:
+            shrink_images(str(full), f"{folder}/shrunk", min_side=args.shrink, workers=args.workers)
+            captions = Path(folder) / "shrunk" / captions.name
         data = GenericCaptions(train_file=str(captions), batch_size=args.batch_size, num_workers=args.workers,
                                image_size=224, max_sentences=10)
         data.setup("fit")
+        breakdown = per_sample_costs(data, args.batch_size)  # before the workers start competing for the cores
         loader = data.train_dataloader()  # persistent workers: later epochs reuse them
         batches = iter(loader)
         next(batches)  # worker start-up is not throughput
@@ -64,8 +74,8 @@ def main() -> None:
                     break
             batches = iter(loader)
         seconds = time.perf_counter() - start
-        breakdown = per_sample_costs(data, args.batch_size)
-    print(f"{args.workers} workers, batch {args.batch_size}: {samples / seconds:.0f} samples/s "
+    source = f"shrunk to {args.shrink} px" if args.shrink else "1024 x 768 JPEGs"
+    print(f"{source}, {args.workers} workers, batch {args.batch_size}: {samples / seconds:.0f} samples/s "
           f"({samples} samples in {seconds:.1f} s)")
     print("one process, per sample: " + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in breakdown.items()))
 

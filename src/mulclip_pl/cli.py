@@ -1,4 +1,4 @@
-"""``mulclip-pl``: LightningCLI (fit / validate / test / predict) plus ``export`` and ``explain``."""
+"""``mulclip-pl``: LightningCLI (fit / validate / test / predict) plus ``export``, ``explain``, ``shrink-images``."""
 
 from __future__ import annotations
 
@@ -68,12 +68,15 @@ def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:
     )
 
 
+TOOL_SUBCOMMANDS = ("export", "explain", "shrink-images")
+
+
 def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
-    if words and words[0] in ("export", "explain"):
+    if words and words[0] in TOOL_SUBCOMMANDS:
         from mulclip_pl import tools
 
-        getattr(tools, f"{words[0]}_main")(words[1:])
+        getattr(tools, f"{words[0].replace('-', '_')}_main")(words[1:])
         return
     lightning_main(argv)  # None: LightningCLI reads sys.argv itself
 

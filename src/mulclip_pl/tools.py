@@ -1,4 +1,4 @@
-"""``mulclip-pl export`` and ``mulclip-pl explain``: the subcommands that are not Trainer loops."""
+"""``mulclip-pl export``, ``explain`` and ``shrink-images``: the subcommands that are not Trainer loops."""
 
 from __future__ import annotations
 
@@ -53,3 +53,9 @@ def explain_main(argv: list[str]) -> None:
     from mulclip_pl.viz.attention import explain
 
     CLI(explain, args=argv)
+
+
+def shrink_images_main(argv: list[str]) -> None:
+    from mulclip_pl.data.shrink import shrink_images
+
+    CLI(shrink_images, args=argv)

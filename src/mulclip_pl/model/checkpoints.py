@@ -10,6 +10,7 @@ cache, and otherwise fails with a message saying which file to pass instead.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def build_clip(
             f"unknown model_name {model_name!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14, "
             f"ViT-B-16-quickgelu (OpenAI weights), mulclip-tiny, mulclip-test"
         )
-    clip = open_clip.create_model(model_name, pretrained=None)
+    clip = _create_unloaded(model_name)
     if not hasattr(clip, "positional_embedding"):
         raise ValueError(f"{model_name} has no CLIP-style text tower; mulclip-pl needs one")
     base_context = clip.positional_embedding.shape[0]
@@ -60,6 +61,16 @@ def build_clip(
     if state is not None:
         load_state(clip, state, pretrained, model_name)
     return clip
+
+
+def _create_unloaded(model_name: str) -> nn.Module:
+    """open_clip's model at random init; its "initialized randomly" warning would be wrong here,
+    where weights are loaded right after (or random init was asked for)."""
+    logging.disable(logging.WARNING)
+    try:
+        return open_clip.create_model(model_name, pretrained=None)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _stretch_factor(base: int, target: int, keep: int) -> int:

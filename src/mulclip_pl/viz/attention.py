@@ -104,8 +104,11 @@ def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", ki
 
     Args:
         ckpt: a Lightning ``.ckpt`` from ``mulclip-pl fit``, or plain open_clip weights for ``model_name``.
-        image: image file. caption: the long caption (or a path to a .txt file holding it).
-        out: PNG to write. kind: 'sap' (aggregation weights) or 'cosine'.
+        image: image file.
+        caption: the long caption, or a path to a .txt file holding it.
+        out: PNG to write.
+        kind: 'sap' (SAP aggregation weights) or 'cosine' (token-patch cosine similarity).
+        model_name: open_clip architecture, only needed with plain open_clip weights.
     """
     from mulclip_pl.module import MulCLIP
     from mulclip_pl.tools import load_module

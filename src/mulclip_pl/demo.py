@@ -24,7 +24,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mulclip_pl.data import SynthLong
 from mulclip_pl.data.datasets import load_image
-from mulclip_pl.data.records import Record
 from mulclip_pl.eval.hard_negatives import hard_negative_accuracy
 from mulclip_pl.eval.retrieval import recall_at_k
 from mulclip_pl.model.long_text import LongTextTokenizer
@@ -50,26 +49,6 @@ def train(module: MulCLIP, data: SynthLong, epochs: int, out: Path, name: str, s
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(out / f"{name}.ckpt")  # what the notebook and `mulclip-pl explain` read
     return module
-
-
-@torch.no_grad()
-def score(module: MulCLIP, records: list[Record], data: SynthLong, negatives: list[str]) -> dict[str, float]:
-    """Long-caption retrieval R@1 and hard-negative accuracy on the test records."""
-    module.eval()
-    tokenizer = LongTextTokenizer(module.backbone.context_length)  # a 77-token model loses the later sentences
-    transform = data.transform(train=False)
-    images = torch.stack([transform(load_image(r.image, r.id)) for r in records])
-    image_emb = torch.cat([module.encode_image(chunk) for chunk in images.split(128)])
-    caption_emb = _encode_texts(module, tokenizer, [r.caption for r in records])
-    negative_emb = _encode_texts(module, tokenizer, negatives)
-    recall = recall_at_k(image_emb, caption_emb, torch.arange(len(records)), ks=(1, 5))
-    return {"i2t_R@1": float(recall["i2t_R@1"]), "t2i_R@1": float(recall["t2i_R@1"]),
-            "i2t_R@5": float(recall["i2t_R@5"]), "t2i_R@5": float(recall["t2i_R@5"]),
-            "hard_negative_acc": hard_negative_accuracy(image_emb, caption_emb, negative_emb)}
-
-
-def _encode_texts(module: MulCLIP, tokenizer: LongTextTokenizer, texts: list[str], chunk: int = 128) -> torch.Tensor:
-    return torch.cat([module.encode_text(tokenizer(texts[i:i + chunk])) for i in range(0, len(texts), chunk)])
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -126,7 +105,7 @@ def _data_kwargs(args: argparse.Namespace) -> dict:
 
 
 class EvalSplit:
-    """The held-out records, their hard negatives and the eval transform."""
+    """The held-out records with their hard negatives, and how a model scores on them."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.data = SynthLong(**_data_kwargs(args))
@@ -135,8 +114,23 @@ class EvalSplit:
         lines = (Path(args.data) / f"{args.eval_split}.jsonl").read_text().splitlines()
         self.negatives = [json.loads(line)["negative"] for line in lines]
 
+    @torch.no_grad()
     def score(self, module: MulCLIP) -> dict[str, float]:
-        return score(module, self.records, self.data, self.negatives)
+        """Long-caption retrieval R@1 / R@5 and hard-negative accuracy."""
+        module.eval()
+        tokenizer = LongTextTokenizer(module.backbone.context_length)  # a 77-token model loses the later sentences
+        transform = self.data.transform(train=False)
+        images = torch.stack([transform(load_image(r.image, r.id)) for r in self.records])
+        image_emb = torch.cat([module.encode_image(chunk) for chunk in images.split(128)])
+        caption_emb = _encode_texts(module, tokenizer, [r.caption for r in self.records])
+        negative_emb = _encode_texts(module, tokenizer, self.negatives)
+        recall = recall_at_k(image_emb, caption_emb, torch.arange(len(self.records)), ks=(1, 5))
+        return {**{k: float(recall[k]) for k in ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5")},
+                "hard_negative_acc": hard_negative_accuracy(image_emb, caption_emb, negative_emb)}
+
+
+def _encode_texts(module: MulCLIP, tokenizer: LongTextTokenizer, texts: list[str], chunk: int = 128) -> torch.Tensor:
+    return torch.cat([module.encode_text(tokenizer(texts[i:i + chunk])) for i in range(0, len(texts), chunk)])
 
 
 def results_table(results: dict[str, list[dict[str, float]]], where: str) -> str:

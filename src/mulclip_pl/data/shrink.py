@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,37 +34,51 @@ class ShrinkReport:
 
 
 def shrink_image(source: Path, target: Path, min_side: int) -> str:
-    """Write ``source`` to ``target`` with its shorter side at most ``min_side``; returns what was done."""
+    """Write ``source`` to ``target`` with its shorter side at most ``min_side``; returns what was done.
+
+    Only decoding errors make an image "unreadable"; a failing write (a full disk) raises.
+    """
     try:
-        with Image.open(source) as image:
-            scale = min_side / min(image.size)
-            if scale >= 1:
-                _atomic_copy(source, target)
-                return "copied"
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            mode = image.mode if image.mode in ("RGB", "L", "RGBA") else "RGB"
-            image.draft(mode, size)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, much faster
-            small = image.convert(mode).resize(size, Image.Resampling.BICUBIC)
-            temporary = target.with_name(target.name + ".partial")
-            small.save(temporary, format=image.format, **({"quality": JPEG_QUALITY} if image.format == "JPEG" else {}))
-            os.replace(temporary, target)
-            return "resized"
+        small, image_format = _decode_smaller(source, min_side)
     except (UnidentifiedImageError, OSError, SyntaxError):
-        _atomic_copy(source, target)
+        _copy(source, target)
         return "unreadable"
+    if small is None:
+        _copy(source, target)
+        return "copied"
+    options = {"quality": JPEG_QUALITY} if image_format == "JPEG" else {}
+    _write_atomically(target, lambda path: small.save(path, format=image_format, **options))
+    return "resized"
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
+def _decode_smaller(source: Path, min_side: int) -> tuple[Image.Image | None, str | None]:
+    """The image resized to shorter side ``min_side`` and its format; None if already that small."""
+    with Image.open(source) as image:
+        scale = min_side / min(image.size)
+        if scale >= 1:
+            return None, image.format
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        mode = image.mode if image.mode in ("RGB", "L", "RGBA") else "RGB"
+        image.draft(mode, size)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, much faster
+        return image.convert(mode).resize(size, Image.Resampling.BICUBIC), image.format
+
+
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a temporary name, then rename: a target is complete or absent, never half-written."""
     temporary = target.with_name(target.name + ".partial")
-    shutil.copy2(source, temporary)
+    write(temporary)
     os.replace(temporary, target)
+
+
+def _copy(source: Path, target: Path) -> None:
+    _write_atomically(target, lambda path: shutil.copy2(source, path))
 
 
 def _process(job: tuple[Path, Path, int]) -> tuple[str, str]:
     source, target, min_side = job
     if source.suffix.lower() in IMAGE_SUFFIXES:
         return shrink_image(source, target, min_side), str(source)
-    _atomic_copy(source, target)
+    _copy(source, target)
     return "copied", str(source)
 
 

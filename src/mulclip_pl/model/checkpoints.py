@@ -64,13 +64,18 @@ def build_clip(
 
 
 def _create_unloaded(model_name: str) -> nn.Module:
-    """open_clip's model at random init; its "initialized randomly" warning would be wrong here,
-    where weights are loaded right after (or random init was asked for)."""
-    logging.disable(logging.WARNING)
+    """open_clip's model at random init, without its "initialized randomly" warning: wrong here,
+    where weights are loaded right after (or random init was asked for). Other warnings pass."""
+    root = logging.getLogger()  # open_clip logs through the root logger
+    root.addFilter(_drop_random_init_warning)
     try:
         return open_clip.create_model(model_name, pretrained=None)
     finally:
-        logging.disable(logging.NOTSET)
+        root.removeFilter(_drop_random_init_warning)
+
+
+def _drop_random_init_warning(record: logging.LogRecord) -> bool:
+    return "initialized randomly" not in record.getMessage()
 
 
 def _stretch_factor(base: int, target: int, keep: int) -> int:

@@ -36,6 +36,8 @@ STAGE1 = dict(model_name="mulclip-tiny", context_length=77, preset="global_only"
 # 0.1 / 0.1 gave the best hard-negative accuracy.
 STAGE2 = dict(model_name="mulclip-tiny", lr=5e-4, head_lr=1e-3, weight_decay=0.05, warmup_steps=10,
               lambda_word=0.1, lambda_sub=0.1)
+WEIGHTS_A_VARIANT_IGNORES = {"global_only": {"lambda_word", "lambda_sub"}, "no_wpr": {"lambda_word"},
+                             "no_sap": {"lambda_sub"}, "full": set()}
 VARIANT_LABELS = {"global_only": "Long-CLIP-style global (long + short)", "no_wpr": "MulCLIP without WPR",
                   "no_sap": "MulCLIP without SAP", "full": "MulCLIP (full)"}
 
@@ -90,12 +92,30 @@ def stage2(job: tuple[argparse.Namespace, str, int, Path]) -> tuple[str, dict[st
     L.seed_everything(seed, verbose=False)
     module = MulCLIP(**{**STAGE2, **args.set}, preset=variant, pretrained=str(stage1_path))
     started = time.time()
-    train(module, SynthLong(**_data_kwargs(args), seed=seed), args.stage2_epochs, Path(args.out), f"{variant}_seed{seed}",
-          seed, progress_bar=args.jobs == 1)  # parallel runs' bars would overwrite each other
+    name = f"{variant}_seed{seed}"
+    if args.rescore:
+        load_trained(module, Path(args.out) / f"{name}.ckpt", args.stage2_epochs)
+    else:
+        train(module, SynthLong(**_data_kwargs(args), seed=seed), args.stage2_epochs, Path(args.out), name, seed,
+              progress_bar=args.jobs == 1)  # parallel runs' bars would overwrite each other
     scores = EvalSplit(args).score(module)
     print(f"[stage 2] {VARIANT_LABELS[variant]}, seed {seed}: done in {time.time() - started:.0f} s, "
           + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
     return variant, scores
+
+
+def load_trained(module: MulCLIP, checkpoint: Path, epochs: int) -> None:
+    """``--rescore``: load what an earlier run with exactly these settings trained; refuse anything else."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--rescore: {checkpoint} not found; run without --rescore to train it")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    unused = WEIGHTS_A_VARIANT_IGNORES[module.hparams.preset]  # they do not change its training
+    differences = {key: (value, module.hparams.get(key)) for key, value in saved["hyper_parameters"].items()
+                   if module.hparams.get(key) != value and key not in unused}
+    if differences or saved["epoch"] != epochs:
+        raise ValueError(f"--rescore: {checkpoint} was trained with other settings (saved, requested): "
+                         f"{differences or {'epochs': (saved['epoch'], epochs)}}; run without --rescore to retrain")
+    module.load_state_dict(saved["state_dict"])
 
 
 def _data_kwargs(args: argparse.Namespace) -> dict:
@@ -159,6 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="stage-2 runs in parallel (bench-quality: 2 on 2 cores)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the stage-2 checkpoints an earlier run left in OUT instead of training again")
     parser.add_argument("--eval-split", default="test", choices=["val", "test"],
                         help="score on val when choosing settings; test only for the final report")
     parser.add_argument("--set", nargs="*", default=[], type=_override, metavar="KEY=VALUE",

@@ -27,7 +27,7 @@ from mulclip_pl.data.datasets import load_image
 from mulclip_pl.eval.hard_negatives import hard_negative_accuracy
 from mulclip_pl.eval.retrieval import recall_at_k
 from mulclip_pl.model.long_text import LongTextTokenizer
-from mulclip_pl.module import MulCLIP
+from mulclip_pl.module import PRESETS_WITH_SAP, PRESETS_WITH_WPR, MulCLIP
 
 STAGE1 = dict(model_name="mulclip-tiny", context_length=77, preset="global_only", long_weight=0.0, short_weight=1.0,
               lr=5e-4, weight_decay=0.1, warmup_steps=20)
@@ -36,8 +36,6 @@ STAGE1 = dict(model_name="mulclip-tiny", context_length=77, preset="global_only"
 # while 0.02 left it where SAP alone puts it.
 STAGE2 = dict(model_name="mulclip-tiny", lr=5e-4, head_lr=1e-3, weight_decay=0.05, warmup_steps=10,
               lambda_word=0.02, lambda_sub=0.1)
-WEIGHTS_A_VARIANT_IGNORES = {"global_only": {"lambda_word", "lambda_sub"}, "no_wpr": {"lambda_word"},
-                             "no_sap": {"lambda_sub"}, "full": set()}
 VARIANT_LABELS = {"global_only": "Long-CLIP-style global (long + short)", "no_wpr": "MulCLIP without WPR",
                   "no_sap": "MulCLIP without SAP", "full": "MulCLIP (full)"}
 
@@ -109,7 +107,9 @@ def load_trained(module: MulCLIP, checkpoint: Path, epochs: int) -> None:
     if not checkpoint.is_file():
         raise FileNotFoundError(f"--rescore: {checkpoint} not found; run without --rescore to train it")
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    unused = WEIGHTS_A_VARIANT_IGNORES[module.hparams.preset]  # they do not change its training
+    preset = module.hparams.preset  # loss weights its preset leaves out do not change training
+    unused = {name for name, presets in (("lambda_word", PRESETS_WITH_WPR), ("lambda_sub", PRESETS_WITH_SAP))
+              if preset not in presets}
     differences = {key: (value, module.hparams.get(key)) for key, value in saved["hyper_parameters"].items()
                    if module.hparams.get(key) != value and key not in unused}
     if differences or saved["epoch"] != epochs:

@@ -27,6 +27,8 @@ from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
 log = logging.getLogger(__name__)
 
 Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
+PRESETS_WITH_WPR = ("full", "no_sap")  # presets whose loss includes lambda_word * L_word
+PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,8 +101,8 @@ class MulCLIP(L.LightningModule):
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
-        self.use_wpr = preset in ("full", "no_sap") and lambda_word > 0
-        self.use_sap = preset in ("full", "no_wpr") and lambda_sub > 0
+        self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
+        self.use_sap = preset in PRESETS_WITH_SAP and lambda_sub > 0
         num_cal = calibrated_tokens or max(1, round(0.2 * self.backbone.num_patches))
         dim = self.backbone.embed_dim
         # Training-only heads (METHOD.md 6): absent from inference and export.

@@ -190,14 +190,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _override(text: str) -> tuple[str, float | str]:
+def _override(text: str) -> tuple[str, int | float | str | None]:
+    """``KEY=VALUE`` -> (key, int, float, None for "none", or the string), so counts stay integers."""
     key, _, value = text.partition("=")
     if key not in MulCLIP.__init__.__code__.co_varnames:
         raise argparse.ArgumentTypeError(f"--set {key}: not a MulCLIP argument")
-    try:
-        return key, float(value)
-    except ValueError:
-        return key, value
+    if value.lower() == "none":
+        return key, None
+    for parse in (int, float):
+        try:
+            return key, parse(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ def test_rescore_reuses_a_checkpoint_only_when_training_would_be_the_same(tmp_pa
 
 
 def test_set_overrides_keep_counts_integer_and_reject_unknown_keys():
-    args = parse_args(["--set", "calibrated_tokens=4", "lr=2.5e-4", "sap_top_k_fraction=none"])
-    assert args.set == {"calibrated_tokens": 4, "lr": 2.5e-4, "sap_top_k_fraction": None}
+    args = parse_args(["--set", "calibrated_tokens=4", "lr=2.5e-4", "sap_top_k_fraction=none", "grad_checkpointing=false"])
+    assert args.set == {"calibrated_tokens": 4, "lr": 2.5e-4, "sap_top_k_fraction": None, "grad_checkpointing": False}
     assert isinstance(args.set["calibrated_tokens"], int)  # a float here would break nn.Linear's width
     with pytest.raises(SystemExit):
         parse_args(["--set", "learning_rate=1e-3"])

@@ -190,13 +190,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _override(text: str) -> tuple[str, int | float | str | None]:
-    """``KEY=VALUE`` -> (key, int, float, None for "none", or the string), so counts stay integers."""
+def _override(text: str) -> tuple[str, bool | int | float | str | None]:
+    """``KEY=VALUE`` -> (key, value typed as bool, None, int, float or string), so counts stay
+    integers and "false" does not become a (truthy) string."""
     key, _, value = text.partition("=")
     if key not in MulCLIP.__init__.__code__.co_varnames:
         raise argparse.ArgumentTypeError(f"--set {key}: not a MulCLIP argument")
-    if value.lower() == "none":
-        return key, None
+    keywords = {"none": None, "true": True, "false": False}
+    if value.lower() in keywords:
+        return key, keywords[value.lower()]
     for parse in (int, float):
         try:
             return key, parse(value)

@@ -2,11 +2,9 @@
 
     python benchmarks/localization.py --demo runs/demo --split val
 
-For every object sentence of every image, the share of its SAP weights (and of its positive
-cosine similarity) that falls inside the object's box; chance is the box's share of the image.
-"Overlap" is how much two sentences of one image share their SAP weights (sum of the pointwise
-minimum: 1 = the same patches, 0 = disjoint): low overlap with mass in box at chance means the
-sentences pick different patches, but not by where their object is.
+Prints, per model, ``mulclip_pl.viz.attention.object_localization``: the share of each object
+sentence's SAP weights (and positive cosine) inside that object's box, chance (the box's share of
+the image), and how much two sentences of one image share their SAP weights.
 """
 
 from __future__ import annotations
@@ -15,36 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from mulclip_pl.data.datasets import load_image
-from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tools import load_module
-from mulclip_pl.viz.attention import mass_in_box, relevance_maps
-
-
-def object_mass(module, data: Path, records: list[dict], size: int) -> dict[str, float]:
-    splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
-    sums = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}
-    count, overlaps = 0, []
-    for record in records:
-        explanation = relevance_maps(module, load_image(data / record["image"], record["id"]), record["caption"],
-                                     splitter, tokenizer)
-        for index, obj in enumerate(record["objects"], start=1):  # sentence 0 is the scene intro
-            box = tuple(obj["box"])
-            sums["sap"] += mass_in_box(explanation.sap[index], box, size)
-            sums["cosine"] += mass_in_box(explanation.cosine[index], box, size)
-            sums["chance"] += (box[2] - box[0]) * (box[3] - box[1]) / size**2
-            count += 1
-        overlaps += sentence_overlaps(explanation.sap[1:len(record["objects"]) + 1].flatten(1))
-    return {**{k: v / count for k, v in sums.items()}, "overlap": sum(overlaps) / max(1, len(overlaps))}
-
-
-def sentence_overlaps(maps: torch.Tensor) -> list[float]:
-    """(M, P) weight maps -> the shared mass of every pair of them."""
-    return [float(torch.minimum(maps[i], maps[j]).sum()) for i in range(len(maps)) for j in range(i + 1, len(maps))]
+from mulclip_pl.viz.attention import object_localization
 
 
 def main() -> None:
@@ -65,7 +36,7 @@ def main() -> None:
           "| SAP overlap between sentences |")
     print("|---|---:|---:|---:|---:|")
     for name, module in models.items():
-        m = object_mass(module, data, records, 64)
+        m = object_localization(module, records, data, 64)
         print(f"| {name} | {m['sap']:.3f} | {m['cosine']:.3f} | {m['chance']:.3f} | {m['overlap']:.3f} |")
 
 

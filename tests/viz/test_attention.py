@@ -6,7 +6,8 @@ from PIL import Image
 
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.viz.attention import explain, mass_in_box, plot_relevance, relevance_maps
+from mulclip_pl.viz.attention import (explain, mass_in_box, object_localization, pairwise_overlaps, plot_relevance,
+                                     relevance_maps)
 from tests.conftest import TEST_MODEL
 
 
@@ -33,6 +34,25 @@ def test_mass_in_box_known_answer():
     weights[0, 0] = 3.0
     weights[3, 3] = 1.0
     assert mass_in_box(weights, (0, 0, 8, 8), image_size=32) == pytest.approx(0.75)
+
+
+def test_overlap_is_one_for_the_same_map_and_zero_for_disjoint_maps():
+    left, right = torch.tensor([0.5, 0.5, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.25, 0.75])
+    assert pairwise_overlaps(torch.stack([left, left, right])) == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_object_localization_averages_over_every_object_sentence(synth):
+    records = [json.loads(line) for line in (synth / "val.jsonl").read_text().splitlines()]
+    module = MulCLIP(model_name=TEST_MODEL)
+    measured = object_localization(module, records, synth, image_size=32)
+    boxes = [o["box"] for r in records for o in r["objects"]]
+    chance = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) / (32 * 32 * len(boxes))
+    assert measured["chance"] == pytest.approx(chance)
+    first = relevance_maps(module, Image.open(synth / records[0]["image"]).convert("RGB"), records[0]["caption"])
+    only_first = object_localization(module, records[:1], synth, image_size=32)
+    expected = [mass_in_box(m, tuple(o["box"]), 32) for m, o in zip(first.sap[1:], records[0]["objects"])]
+    assert only_first["sap"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+    assert 0.0 <= measured["overlap"] <= 1.0
 
 
 def test_explain_writes_a_png(synth, tmp_path):

@@ -7,6 +7,7 @@ between the sentence embedding and each patch token. Both use only the CLIP towe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -77,27 +78,34 @@ def mass_in_box(weights: torch.Tensor, box: tuple[int, int, int, int], image_siz
 
 
 def object_localization(module, records: list[dict], image_root: Path, image_size: int) -> dict[str, float]:
-    """How well each object sentence's maps land on its object, over SynthLong-style ``records``.
-
-    Needs records that know their boxes (SynthLong's ``objects``; sentence 0 is the scene intro,
-    sentence i describes object i-1). Returns the mean share of the SAP weights (``sap``) and of
-    the positive cosine (``cosine``) inside the object's box, the box's share of the image
-    (``chance``), and ``overlap``: the mass two sentences of one image share (sum of the pointwise
-    minimum of their SAP maps; 1 = the same patches, 0 = disjoint). Low overlap with in-box mass at
-    chance means sentences pick different patches, but not by where their object is.
-    """
+    """``localization_scores`` of ``module``'s maps over SynthLong-style ``records`` (images read
+    from ``image_root``)."""
     splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
+    explanations = (relevance_maps(module, load_image(image_root / r["image"], r["id"]), r["caption"], splitter,
+                                   tokenizer) for r in records)  # one at a time: a split's maps need not all be held
+    return localization_scores(explanations, [r["objects"] for r in records], image_size)
+
+
+def localization_scores(explanations: Iterable[Explanation], objects: list[list[dict]],
+                        image_size: int) -> dict[str, float]:
+    """How well each object sentence's maps land on its object.
+
+    ``objects[i]`` are image i's objects with their pixel ``box`` (SynthLong's records; sentence 0
+    is the scene intro, sentence j describes object j-1). Returns the mean share of the SAP weights
+    (``sap``) and of the positive cosine (``cosine``) inside the object's box, the box's share of
+    the image (``chance``), and ``overlap``: the mass two sentences of one image share (sum of the
+    pointwise minimum of their SAP maps; 1 = the same patches, 0 = disjoint). Low overlap with
+    in-box mass at chance means sentences pick different patches, but not by where their object is.
+    """
     sums, count, overlaps = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}, 0, []
-    for record in records:
-        explanation = relevance_maps(module, load_image(image_root / record["image"], record["id"]),
-                                     record["caption"], splitter, tokenizer)
-        for index, obj in enumerate(record["objects"], start=1):
+    for explanation, image_objects in zip(explanations, objects, strict=True):
+        for index, obj in enumerate(image_objects, start=1):
             box = tuple(obj["box"])
             sums["sap"] += mass_in_box(explanation.sap[index], box, image_size)
             sums["cosine"] += mass_in_box(explanation.cosine[index], box, image_size)
             sums["chance"] += (box[2] - box[0]) * (box[3] - box[1]) / image_size**2
             count += 1
-        overlaps += pairwise_overlaps(explanation.sap[1:len(record["objects"]) + 1].flatten(1))
+        overlaps += pairwise_overlaps(explanation.sap[1:len(image_objects) + 1].flatten(1))
     return {**{k: v / max(1, count) for k, v in sums.items()}, "overlap": sum(overlaps) / max(1, len(overlaps))}
 
 

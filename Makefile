@@ -2,7 +2,9 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+CLI := $(BIN)/mulclip-pl
 STAMP := $(VENV)/.installed
+DEMO := runs/demo
 
 .PHONY: install test demo bench-quality bench clean
 
@@ -18,11 +20,24 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest tests
 
-demo: install
-	$(BIN)/python -m mulclip_pl.demo
+# The demo is three ordinary CLI calls (fit stage 1, fit stage 2, test) plus a summary table.
+# Stage 1 is reused while its config is unchanged; delete runs/demo/stage1 to train it again.
+demo: install $(DEMO)/stage1/last.ckpt
+	rm -rf $(DEMO)/stage2
+	$(CLI) fit --config configs/synthlong/stage2.yaml
+	$(CLI) test --config configs/synthlong/stage1.yaml --ckpt_path $(DEMO)/stage1/last.ckpt \
+		--run_name "stage 1: short-caption CLIP, 77 tokens" --trainer.logger false --trainer.default_root_dir $(DEMO)/test/stage1
+	$(CLI) test --config configs/synthlong/stage2.yaml --ckpt_path $(DEMO)/stage2/last.ckpt \
+		--run_name "MulCLIP (full)" --trainer.logger false --trainer.default_root_dir $(DEMO)/test/stage2
+	$(CLI) report $(DEMO)/test/stage1/results.json $(DEMO)/test/stage2/results.json --out $(DEMO)/results.md
 
-bench-quality: install
-	$(BIN)/python -m mulclip_pl.demo --variants global_only no_sap no_wpr full --seeds 0 1 2 --jobs 2 --out runs/bench_quality --stage1 runs/demo/stage1_short_clip.pt
+$(DEMO)/stage1/last.ckpt: configs/synthlong/stage1.yaml | $(STAMP)
+	rm -rf $(DEMO)/stage1
+	$(CLI) fit --config configs/synthlong/stage1.yaml
+
+# Long-CLIP-style global / without WPR / without SAP / full over 3 seeds from the demo's stage 1.
+bench-quality: install $(DEMO)/stage1/last.ckpt
+	bash benchmarks/quality.sh
 
 bench: install
 	$(BIN)/python benchmarks/train_step.py --model mulclip-tiny --batch-size 32

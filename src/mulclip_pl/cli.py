@@ -1,23 +1,36 @@
-"""``mulclip-pl``: LightningCLI (fit / validate / test / predict) plus ``export``, ``explain``, ``shrink-images``."""
+"""``mulclip-pl``: LightningCLI (fit / validate / test / predict) plus the tools in ``TOOLS``."""
 
 from __future__ import annotations
 
+import importlib
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
+from mulclip_pl.data.records import DataError
 from mulclip_pl.eval.report import markdown_table, write_results
+from mulclip_pl.model.checkpoints import PretrainedWeightsError
+from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.predict import EmbeddingWriter, output_dir
 
-
-def output_dir(trainer: L.Trainer) -> Path:
-    """Where a run's tables and embeddings go: next to its logs, else its root folder."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+# Subcommands that are not Trainer loops: name -> (module, function, what it does).
+TOOLS = {
+    "export": ("mulclip_pl.export", "export", "write a trained model as plain open_clip weights"),
+    "explain": ("mulclip_pl.viz.attention", "explain", "draw per-sentence relevance maps over an image"),
+    "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
+    "report": ("mulclip_pl.eval.report", "report", "merge results.json files into one table (mean ± std over runs)"),
+}
+PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs
+# Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
+USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, FileNotFoundError)
+_NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a note on our own (safe) saving
 
 
 class MulCLIPCLI(LightningCLI):
@@ -25,12 +38,27 @@ class MulCLIPCLI(LightningCLI):
         """Always keep a resumable ``last.ckpt`` (``--ckpt_path last``); tune via ``--checkpoint.*``."""
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="label of this model in the results table (default: model name and checkpoint)")
+
+    def before_instantiate_classes(self) -> None:
+        unset = sorted(_placeholders(self.config.get(self.subcommand, {}).as_dict()))
+        if unset:
+            fixes = " ".join(f"--{key} ..." for key, _ in unset)
+            self.parser.exit(2, "mulclip-pl: error: the config still holds placeholder paths; set them in the YAML "
+                                "or on the command line:\n" + "".join(f"  {k}: {v}\n" for k, v in unset)
+                                + f"e.g. mulclip-pl {self.subcommand} --config ... {fixes}\n")
+
+    def after_validate(self) -> None:
+        self.after_test()  # `mulclip-pl validate` scores the val split: the one to choose settings on
 
     def after_test(self) -> None:
         results = getattr(self.model, "eval_results", None)
         if not results or not self.trainer.is_global_zero:
             return
-        label = self.model.hparams.model_name + (f" ({Path(self.config_ckpt()).name})" if self.config_ckpt() else "")
+        ckpt = self.config.get(self.subcommand, {}).get("ckpt_path")
+        label = self.config[self.subcommand].get("run_name") or (
+            self.model.hparams.model_name + (f" ({Path(ckpt).name})" if ckpt else ""))
         json_path, md_path = write_results(results, output_dir(self.trainer), label)
         print("\n" + markdown_table(results, label))
         print(f"results written to {json_path} and {md_path}")
@@ -38,47 +66,56 @@ class MulCLIPCLI(LightningCLI):
     def before_predict(self) -> None:
         self.trainer.callbacks.append(EmbeddingWriter())
 
-    def config_ckpt(self) -> str | None:
-        return self.config.get(self.subcommand, {}).get("ckpt_path")
 
-
-class EmbeddingWriter(BasePredictionWriter):
-    """Writes ``predict`` outputs as ``embeddings.pt`` (one dict of concatenated tensors per data set)."""
-
-    def __init__(self) -> None:
-        super().__init__(write_interval="epoch")
-
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        per_set = predictions if predictions and isinstance(predictions[0], list) else [predictions]
-        merged = [{k: torch.cat([p[k] for p in outputs]) for k in outputs[0]} for outputs in per_set if outputs]
-        path = output_dir(trainer) / f"embeddings_rank{trainer.global_rank}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(merged, path)
-        print(f"embeddings written to {path}")
+def _placeholders(config: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, value) of every string in ``config`` that is still a ``/path/to/`` placeholder."""
+    if isinstance(config, dict):
+        return [hit for key, value in config.items()
+                for hit in _placeholders(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(config, list):
+        return [hit for i, value in enumerate(config) for hit in _placeholders(value, f"{prefix}[{i}]")]
+    return [(prefix.replace(".init_args.", "."), config)] if isinstance(config, str) and PLACEHOLDER in config else []
 
 
 def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:
+    tools = "\n".join(f"  {name:<14} {help_text}" for name, (_, _, help_text) in TOOLS.items())
     return MulCLIPCLI(
         MulCLIP,
         L.LightningDataModule,
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"epilog": f"more subcommands (mulclip-pl NAME --help):\n{tools}"},
         args=args,
     )
 
 
-TOOL_SUBCOMMANDS = ("export", "explain", "shrink-images")
+def run_tool(name: str, argv: list[str]) -> Any:
+    from jsonargparse import CLI
+
+    module, function, _ = TOOLS[name]
+    return CLI(getattr(importlib.import_module(module), function), args=argv, prog=f"mulclip-pl {name}")
+
+
+def quiet_lightning_notes() -> None:
+    """Drop Lightning's advertising tips and its note on unsafe saving defaults from the console."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _NOISE)
+
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        handler.addFilter(keep)
 
 
 def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
-    if words and words[0] in TOOL_SUBCOMMANDS:
-        from mulclip_pl import tools
-
-        getattr(tools, f"{words[0].replace('-', '_')}_main")(words[1:])
-        return
-    lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+    quiet_lightning_notes()
+    try:
+        if words and words[0] in TOOLS:
+            run_tool(words[0], words[1:])
+        else:
+            lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+    except USER_ERRORS as exc:
+        raise SystemExit(f"mulclip-pl: error: {exc}") from None
 
 
 if __name__ == "__main__":

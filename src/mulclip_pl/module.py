@@ -1,28 +1,26 @@
-"""The MulCLIP LightningModule: backbone + calibration heads + the three objectives (METHOD.md 1-5)."""
+"""The MulCLIP LightningModule: backbone + calibration heads + the three objectives (docs/METHOD.md §1-§7)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mulclip_pl.eval.retrieval import RetrievalRecall
-from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
+from mulclip_pl import random_state
+from mulclip_pl.eval.evaluator import Evaluator
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
-from mulclip_pl.model.checkpoints import build_clip
-from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, LongTextTokenizer
+from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
+from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
+from mulclip_pl.optim import param_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +40,35 @@ class Losses:
 
 
 class MulCLIP(L.LightningModule):
-    """MulCLIP fine-tuning of an open_clip ViT CLIP on long captions.
+    """MulCLIP fine-tuning of an open_clip ViT CLIP on long captions (docs/METHOD.md).
 
     Args:
         model_name: open_clip architecture (ViT-B-16, ViT-L-14, ViT-B-16-quickgelu for OpenAI
             weights, or the bundled mulclip-tiny / mulclip-test).
-        pretrained: local weights file (open_clip / OpenAI .pt / .safetensors); None = random init.
+        pretrained: local CLIP weights file to start from: open_clip checkpoint, OpenAI .pt,
+            .safetensors, or a Long-CLIP / mulclip-pl export (already 248 positions). None = random init.
+        init_from: a Lightning .ckpt written by ``mulclip-pl fit`` to start from: its CLIP towers
+            (77 or 248 positions; 77 are stretched) and, when shapes match, its calibration heads.
+            Weights only: optimizer, schedule and epoch start fresh (use --ckpt_path to resume a run).
         context_length: text positions after Long-CLIP's stretch (77 = no stretch).
-        keep_positions: leading positions kept unchanged by the stretch.
-        preset: which objectives run: full, global_only, no_wpr, no_sap (METHOD.md 5).
-        long_weight, short_weight: weights of the long and short terms in L_global (paper: 1, 0.5);
-            long_weight=0 trains on summaries only (the demo's stage 1).
-        lambda_global, lambda_word, lambda_sub: weights of the three levels.
-        calibrated_tokens: Ns per modality; None = 20% of the patch count (METHOD.md 2).
-        calibration_hidden_ratio: LTC MLP hidden width as a fraction of d.
-        tau_r, tau_w: WPR attention and matching temperatures.
-        tau_s: SAP patch-weight temperature.
-        sap_top_k_fraction: keep the top fraction of patches per sentence; None = all.
-        lr, head_lr: learning rates of the CLIP towers and of the LTC heads.
-        weight_decay, warmup_steps: AdamW + linear warm-up then cosine decay.
-        max_logit_scale: CLIP's clamp of the learned temperature.
+        keep_positions: leading positions the stretch keeps unchanged (Long-CLIP: 20).
+        preset: which objectives run: full, global_only, no_wpr or no_sap (docs/METHOD.md §6).
+        long_weight: weight of L(v_cls, t_long) inside the global loss (paper: 1).
+        short_weight: weight of L(v_cls, t_short) inside the global loss (paper: 0.5).
+        lambda_global: weight of the global loss in the total.
+        lambda_word: weight of word-patch reconstruction (WPR) in the total.
+        lambda_sub: weight of subcaption-aggregated patch alignment (SAP) in the total.
+        calibrated_tokens: calibrated tokens per modality; None = 20% of the patch count.
+        calibration_hidden_ratio: width of the calibration MLP as a fraction of the embedding size.
+        tau_r: WPR temperature of the word-to-patch attention that reconstructs tokens.
+        tau_w: WPR temperature of the matching between tokens and their reconstructions.
+        tau_s: SAP temperature of the sentence-to-patch aggregation weights.
+        sap_top_k_fraction: SAP keeps this fraction of the patches per sentence; None = all.
+        lr: learning rate of the CLIP towers.
+        head_lr: learning rate of the calibration heads (new, so larger than lr).
+        weight_decay: AdamW weight decay of matrices (not of biases, norms, embeddings, logit scale).
+        warmup_steps: linear warm-up steps before the cosine decay.
+        max_logit_scale: clamp of CLIP's learned inverse temperature (CLIP: 100).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
         grad_checkpointing: recompute tower activations in backward (less memory, more compute).
     """
@@ -70,6 +77,7 @@ class MulCLIP(L.LightningModule):
         self,
         model_name: str = "mulclip-tiny",
         pretrained: str | None = None,
+        init_from: str | None = None,
         context_length: int = LONG_CONTEXT,
         keep_positions: int = KEEP_POSITIONS,
         preset: Preset = "full",
@@ -95,29 +103,41 @@ class MulCLIP(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         _validate_hparams(self.hparams)
+        start = read_lightning_checkpoint(init_from) if init_from else None
         try:
-            self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions))
+            clip = build_clip(model_name, pretrained, context_length, keep_positions,
+                              state=_prefixed(start, "backbone.clip."), source=init_from)
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
+        self.backbone = ClipBackbone(clip)
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
         self.use_sap = preset in PRESETS_WITH_SAP and lambda_sub > 0
         num_cal = calibrated_tokens or max(1, round(0.2 * self.backbone.num_patches))
         dim = self.backbone.embed_dim
-        # Training-only heads (METHOD.md 6): absent from inference and export.
+        # Training-only heads (docs/METHOD.md §7): absent from inference and export.
         self.image_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if self.use_wpr else None
         self.text_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if self.use_wpr else None
         self.sap_top_k = (
             max(1, round(sap_top_k_fraction * self.backbone.num_patches)) if sap_top_k_fraction else None
         )
+        if start is not None:
+            self._load_heads(start, init_from)
         self._nonfinite_streak = 0
         self._schedule_length: int | None = None
         self._skipped: list[str] = []
-        self._eval_metrics = nn.ModuleDict()
-        self._eval_sets: list = []
-        self._zeroshot_weights: dict[str, torch.Tensor] = {}
+        self.evaluator = Evaluator()
         self.eval_results: dict[str, dict[str, float]] = {}
+
+    def _load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""
+        heads = {k: v for k, v in state.items() if k.startswith(("image_calibration.", "text_calibration."))}
+        own = self.state_dict()
+        usable = {k: v for k, v in heads.items() if k in own and own[k].shape == v.shape}
+        if usable:
+            self.load_state_dict(usable, strict=False)
+        log.info("init_from %s: CLIP towers and %d of %d calibration tensors loaded", source, len(usable), len(heads))
 
     # ------------------------------------------------------------------ inference API
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -144,7 +164,7 @@ class MulCLIP(L.LightningModule):
 
     # ------------------------------------------------------------------ objectives
     def compute_losses(self, batch: dict[str, torch.Tensor]) -> Losses:
-        """All MulCLIP terms for one batch (METHOD.md equations 1, 3, 4, 5)."""
+        """All MulCLIP terms for one batch (docs/METHOD.md §2, §4, §5, §6)."""
         hp = self.hparams
         image = self.backbone.encode_image(batch["image"])
         v_cls = F.normalize(image.v_cls, dim=-1)
@@ -226,12 +246,12 @@ class MulCLIP(L.LightningModule):
         self._skipped = []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = _rng_states()
+        checkpoint["rng_states"] = random_state.capture()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume continues the global random streams (shuffling and per-sample choices are seeded by the data)."""
         if "rng_states" in checkpoint:
-            _set_rng_states(checkpoint["rng_states"])
+            random_state.restore(checkpoint["rng_states"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         with torch.no_grad():  # CLIP clamps the learned temperature after each step
@@ -239,26 +259,10 @@ class MulCLIP(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay, heads = [], [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            if name.startswith(("image_calibration", "text_calibration")):
-                heads.append(param)
-            elif param.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith(".bias"):
-                no_decay.append(param)
-            else:
-                decay.append(param)
-        groups = [
-            {"params": decay, "lr": hp.lr, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "lr": hp.lr, "weight_decay": 0.0},
-        ]
-        if heads:
-            groups.append({"params": heads, "lr": hp.head_lr, "weight_decay": hp.weight_decay})
-        optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6)
+        optimizer = torch.optim.AdamW(param_groups(self, hp.lr, hp.head_lr, hp.weight_decay), betas=(0.9, 0.98), eps=1e-6)
         # The length is read lazily: asking for it here would build the train loader before a
         # resumed run restores the loader's position, and Lightning would not restore it after.
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(hp.warmup_steps, self._total_steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(hp.warmup_steps, self._total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def _total_steps(self) -> int:
@@ -268,33 +272,17 @@ class MulCLIP(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
-        self._prepare_eval_metrics(self.trainer.datamodule, "val")
+        self._prepare_evaluator("val")
 
     def on_test_epoch_start(self) -> None:
-        self._prepare_eval_metrics(self.trainer.datamodule, "test")
+        self._prepare_evaluator("test")
 
-    def _prepare_eval_metrics(self, datamodule: Any, stage: str) -> None:
-        self._eval_metrics = nn.ModuleDict()
-        self._eval_sets = list(datamodule.eval_sets(stage)) if hasattr(datamodule, "eval_sets") else []
-        tokenizer = LongTextTokenizer(self.backbone.context_length)
-        for spec in self._eval_sets:
-            if spec.kind == "retrieval":
-                self._eval_metrics[spec.name] = RetrievalRecall().to(self.device)
-            else:
-                self._zeroshot_weights[spec.name] = build_zeroshot_classifier(
-                    self.encode_text, tokenizer, spec.class_names, self.device
-                )
-                self._eval_metrics[spec.name] = ZeroShotAccuracy().to(self.device)
+    def _prepare_evaluator(self, stage: str) -> None:
+        self.evaluator.prepare(self.trainer.datamodule, stage, self.encode_text, self.backbone.context_length,
+                               self.device)
 
     def _eval_step(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
-        spec = self._eval_sets[dataloader_idx]
-        metric = self._eval_metrics[spec.name]
-        image_emb = self.encode_image(batch["image"])
-        if spec.kind == "retrieval":
-            text_emb = self.encode_text(batch["captions"])
-            metric.update(image_emb, batch["index"], text_emb, batch["caption_index"], batch["caption_image"])
-        else:
-            metric.update(image_emb @ self._zeroshot_weights[spec.name].T, batch["label"], batch["index"])
+        self.evaluator.update(batch, dataloader_idx, self.encode_image, self.encode_text)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
@@ -317,54 +305,32 @@ class MulCLIP(L.LightningModule):
         self.eval_results = self._log_eval_metrics("test")
 
     def _log_eval_metrics(self, stage: str) -> dict[str, dict[str, float]]:
-        results = {}
-        for name, metric in self._eval_metrics.items():
-            values = {k: float(v) for k, v in metric.compute().items()}
-            results[name] = values
+        results = self.evaluator.compute()
+        for name, values in results.items():
             for key, value in values.items():
                 self.log(f"{stage}/{name}/{key}", value, sync_dist=False, rank_zero_only=True)
-            metric.reset()
         return results
 
 
-def _rng_states() -> dict[str, Any]:
-    """Random states as tensors and plain tuples, so that ``torch.load(weights_only=True)`` accepts them."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)}
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    random.setstate(states["python"])
-    name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-
-
-def _warmup_cosine(warmup: int, total_steps: Callable[[], int]):
-    """Linear warm-up then cosine decay; ``total_steps`` is only called once past step 0."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if step == 0:
-            return 1.0
-        progress = (step - warmup) / max(1, total_steps() - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+def _prefixed(state: dict[str, torch.Tensor] | None, prefix: str) -> dict[str, torch.Tensor] | None:
+    """The entries of ``state`` under ``prefix``, with the prefix removed."""
+    if state is None:
+        return None
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _validate_hparams(hp: Any) -> None:
     """Fail before any data is read, naming the offending argument."""
     checks = [
-        (hp.context_length >= 77 or hp.context_length > hp.keep_positions, "model.context_length", "must exceed keep_positions"),
-        (0 <= hp.keep_positions < 77, "model.keep_positions", "must be in [0, 77)"),
+        (hp.context_length >= CLIP_CONTEXT or hp.context_length > hp.keep_positions, "model.context_length", "must exceed keep_positions"),
+        (0 <= hp.keep_positions < CLIP_CONTEXT, "model.keep_positions", f"must be in [0, {CLIP_CONTEXT})"),
         (hp.calibrated_tokens is None or hp.calibrated_tokens >= 1, "model.calibrated_tokens", "must be >= 1"),
         (min(hp.tau_r, hp.tau_w, hp.tau_s) > 0, "model.tau_r/tau_w/tau_s", "temperatures must be > 0"),
         (hp.sap_top_k_fraction is None or 0 < hp.sap_top_k_fraction <= 1, "model.sap_top_k_fraction", "must be in (0, 1]"),
         (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.long_weight, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
         (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
         (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
+        (not (hp.pretrained and hp.init_from), "model.init_from", "replaces model.pretrained; set only one of them"),
     ]
     for ok, key, why in checks:
         if not ok:

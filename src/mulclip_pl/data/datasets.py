@@ -133,22 +133,32 @@ class PairDataset(_ImageItems):
 
 
 class RetrievalDataset(_ImageItems):
-    """Evaluation items: one image with all its captions (tokenised), ids for deduplication."""
+    """Evaluation items: one image with all its captions (tokenised), ids for deduplication, and
+    the hard negatives of its first caption when the records carry them (``negatives`` (N, L))."""
 
     def __init__(self, records: list[Record], transform: Transform, tokenizer: LongTextTokenizer, policy: BadInputPolicy):
         super().__init__(records, transform, policy)
         self.tokenizer = tokenizer
         counts = torch.tensor([len(r.captions) for r in records])
         self.caption_offsets = torch.cumsum(counts, 0) - counts
+        negative_counts = sorted({len(r.negatives) for r in records})
+        if len(negative_counts) > 1:
+            example = next(r for r in records if len(r.negatives) != negative_counts[-1])
+            raise DataError(f"records carry different numbers of hard negatives {negative_counts} (e.g. {example.id} "
+                            f"has {len(example.negatives)}); give every record of a split the same number")
+        self.has_negatives = negative_counts[-1:] not in ([], [0])
 
     def fields(self, record: Record, epoch: int, index: int) -> dict:
         captions = self.tokenizer(list(record.captions))
         first = int(self.caption_offsets[index])
-        return {
+        fields = {
             "captions": captions,
             "caption_index": torch.arange(first, first + len(captions)),
             "caption_image": torch.full((len(captions),), index),
         }
+        if self.has_negatives:
+            fields["negatives"] = self.tokenizer(list(record.negatives))
+        return fields
 
 
 class ClassificationDataset(_ImageItems):

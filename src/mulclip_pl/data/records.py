@@ -30,6 +30,7 @@ class Record:
     caption: str
     summary: str | None = None
     extra_captions: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()  # hard negatives of ``caption`` (evaluation only)
 
     @property
     def captions(self) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ Each image holds 2-6 objects on a 3x3 grid; each object has a shape, colour, siz
 grid position. The long caption has one detailed sentence per object (shuffled), long enough
 that a 77-token model loses the later ones; the summary names the objects without attributes.
 Evaluation records carry a hard negative: the caption with exactly one attribute of one object
-changed. Everything is written in the generic jsonl format, so the real loaders read it.
+changed. Everything is written in the generic jsonl format, so the real loaders read it;
+``SynthLong`` (at the end) is its datamodule.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from mulclip_pl.data.corpus_modules import GenericCaptions
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = {
@@ -159,3 +162,32 @@ def ensure_generated(out_dir: str | Path, image_size: int = 64, seed: int = 0) -
         if (written.get("image_size"), written.get("seed"), written.get("sizes")) == (image_size, seed, SPLITS):
             return out
     return generate(out, image_size, seed)
+
+
+class SynthLong(GenericCaptions):
+    """The procedural demo set as an ordinary datamodule: generated into ``root`` on first use.
+
+    Val and test records carry their hard negative, so ``mulclip-pl test`` reports
+    ``hard_negative_acc`` next to R@K.
+
+    Args:
+        root: where the data set is generated (and found again: generation is skipped when the
+            same settings were already written there).
+        image_px: side of the generated square images.
+        generation_seed: seed of the scenes; another seed gives another data set.
+    """
+
+    default_name = "synthlong"
+
+    def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0, **kwargs) -> None:
+        root_path = Path(root)
+        super().__init__(train_file=str(root_path / "train.jsonl"), val_file=str(root_path / "val.jsonl"),
+                         test_file=str(root_path / "test.jsonl"), **kwargs)
+        self.root, self.image_px, self.generation_seed = root_path, image_px, generation_seed
+
+    def prepare_data(self) -> None:
+        ensure_generated(self.root, self.image_px, self.generation_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        ensure_generated(self.root, self.image_px, self.generation_seed)  # also when used outside a Trainer
+        super().setup(stage)

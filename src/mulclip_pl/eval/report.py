@@ -1,17 +1,27 @@
-"""Evaluation results as JSON and as a Markdown table that pastes next to the papers' tables."""
+"""Evaluation results as JSON and as Markdown tables that paste next to the papers' tables.
+
+``mulclip-pl test`` writes one ``results.json`` per run; ``mulclip-pl report`` merges several
+into one table, averaging the runs that share a label (seeds) as mean ± sample std.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 RETRIEVAL_COLUMNS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10")
+Results = dict[str, dict[str, float]]  # data set -> metric -> value
 
 
-def markdown_table(results: dict[str, dict[str, float]], model_label: str) -> str:
+def _columns(rows: list[dict[str, object]]) -> list[str]:
+    metrics = [c for c in RETRIEVAL_COLUMNS if any(c in r for r in rows)]
+    return metrics + sorted({k for r in rows for k in r} - set(metrics))
+
+
+def markdown_table(results: Results, model_label: str) -> str:
     """One row per (model, data set); metric columns in a fixed order, blanks where n/a."""
-    metrics = [c for c in RETRIEVAL_COLUMNS if any(c in r for r in results.values())]
-    metrics += sorted({k for r in results.values() for k in r} - set(metrics))
+    metrics = _columns(list(results.values()))
     lines = ["| model | data set | " + " | ".join(metrics) + " |", "|---|---|" + "---:|" * len(metrics)]
     for name, values in results.items():
         cells = [f"{values[m]:.2f}" if m in values else "" for m in metrics]
@@ -19,10 +29,48 @@ def markdown_table(results: dict[str, dict[str, float]], model_label: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: dict[str, dict[str, float]], out_dir: str | Path, model_label: str) -> tuple[Path, Path]:
+def write_results(results: Results, out_dir: str | Path, model_label: str) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
     json_path.write_text(json.dumps({"model": model_label, "results": results}, indent=2))
     md_path.write_text(markdown_table(results, model_label))
     return json_path, md_path
+
+
+def summary_table(runs: list[tuple[str, Results]]) -> str:
+    """One row per (label, data set) over the runs that share the label: mean, and ± sample std
+    when there are several (e.g. seeds). Rows keep the order in which labels first appear."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for label, results in runs:
+        for name, values in results.items():
+            groups.setdefault((label, name), []).append(values)
+    metrics = _columns([v for values in groups.values() for v in values])
+    lines = ["| model | data set | runs | " + " | ".join(metrics) + " |", "|---|---|---:|" + "---:|" * len(metrics)]
+    for (label, name), values in groups.items():
+        cells = []
+        for m in metrics:
+            column = [v[m] for v in values if m in v]
+            spread = f" ± {statistics.stdev(column):.1f}" if len(column) > 1 else ""
+            cells.append(f"{statistics.mean(column):.1f}{spread}" if column else "")
+        lines.append(f"| {label} | {name} | {len(values)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(files: list[str], out: str | None = None) -> str:
+    """Merge ``results.json`` files from ``mulclip-pl test`` into one Markdown table.
+
+    Args:
+        files: results.json files; runs with the same label (``--run_name``) are averaged.
+        out: also write the table to this file.
+    """
+    runs = []
+    for file in files:
+        saved = json.loads(Path(file).read_text())
+        runs.append((saved["model"], saved["results"]))
+    table = summary_table(runs)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(table)
+    print(table)
+    return table

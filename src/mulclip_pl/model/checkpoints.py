@@ -34,8 +34,13 @@ def build_clip(
     pretrained: str | None = None,
     context_length: int = LONG_CONTEXT,
     keep_positions: int = KEEP_POSITIONS,
+    state: dict[str, torch.Tensor] | None = None,
+    source: str | None = None,
 ) -> nn.Module:
     """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
+
+    Weights come from the ``pretrained`` file, or from ``state`` (an already-read state dict,
+    e.g. the towers of a Lightning checkpoint, named ``source`` in errors), which wins.
 
     The model is created at CLIP's own context (77), weights are loaded, then positions are
     stretched, so that pretrained positions go through Long-CLIP's stretch and not open_clip's
@@ -52,14 +57,15 @@ def build_clip(
         raise ValueError(f"{model_name} has no CLIP-style text tower; mulclip-pl needs one")
     base_context = clip.positional_embedding.shape[0]
     factor = _stretch_factor(base_context, context_length, keep_positions)
-    state = read_state_dict(pretrained, model_name) if pretrained else None
+    if state is None and pretrained:
+        state, source = read_state_dict(pretrained, model_name), pretrained
     if state is not None and _positions(state) == base_context:
-        load_state(clip, state, pretrained, model_name)
+        load_state(clip, state, source, model_name)
         state = None
     if factor > 1:
         extend_text_context(clip, keep_positions, factor)
     if state is not None:
-        load_state(clip, state, pretrained, model_name)
+        load_state(clip, state, source, model_name)
     return clip
 
 
@@ -185,3 +191,29 @@ def export_open_clip_dir(clip: nn.Module, model_name: str, out_dir: str | Path) 
     state = {k: v.detach().contiguous().cpu() for k, v in clip.state_dict().items()}
     save_file(state, str(out / "open_clip_model.safetensors"))
     return out
+
+
+def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False):
+    """The ``state_dict`` of a Lightning checkpoint written by ``mulclip-pl fit`` (and its
+    ``hyper_parameters`` with ``with_hparams``).
+
+    Read with ``weights_only=True``: a checkpoint from elsewhere cannot run code when opened.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise PretrainedWeightsError(f"checkpoint not found: {file}")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). For plain CLIP weights files use --model.pretrained."
+        ) from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise PretrainedWeightsError(
+            f"{file} is not a Lightning checkpoint (no 'state_dict'); "
+            "for plain CLIP / Long-CLIP weights files use --model.pretrained"
+        )
+    if with_hparams:
+        return checkpoint["state_dict"], dict(checkpoint.get("hyper_parameters", {}))
+    return checkpoint["state_dict"]

@@ -149,9 +149,9 @@ def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", ki
         model_name: open_clip architecture, only needed with plain open_clip weights.
     """
     from mulclip_pl.module import MulCLIP
-    from mulclip_pl.tools import load_module
+    from mulclip_pl.trained import load_trained
 
-    module = load_module(ckpt) if ckpt.endswith(".ckpt") else MulCLIP(model_name=model_name, pretrained=ckpt)
+    module = load_trained(ckpt) if ckpt.endswith(".ckpt") else MulCLIP(model_name=model_name, pretrained=ckpt)
     text = Path(caption).read_text() if caption.endswith(".txt") and Path(caption).is_file() else caption
     picture = load_image(image, Path(image).name)
     figure = plot_relevance(picture, relevance_maps(module, picture, text), kind)

@@ -1,4 +1,5 @@
-"""Users' own data: ``jsonl`` or ``csv`` with ``image``, ``caption`` and optional ``summary``, ``id``.
+"""Users' own data: ``jsonl`` or ``csv`` with ``image``, ``caption`` and optional ``summary``, ``id``,
+``negative`` (hard negatives of the caption: one string, or in jsonl a list of strings).
 
 Read with the standard library rather than HF ``datasets``, so that a bad row is reported with
 its line number; image paths are relative to the file's folder unless ``image_root`` is given.
@@ -27,7 +28,7 @@ def read_generic(path: str | Path, problems: ProblemLog, image_root: str | Path 
         if caption:
             records.append(Record(
                 id=str(row.get("id") or where), image=base / row["image"], caption=caption,
-                summary=(row.get("summary") or None),
+                summary=(row.get("summary") or None), negatives=_negatives(row.get("negative")),
             ))
     return records
 
@@ -39,3 +40,9 @@ def _rows(path: Path, problems: ProblemLog):
         with path.open(newline="", encoding="utf-8") as handle:
             return [(f"{path.name}:{n}", row) for n, row in enumerate(csv.DictReader(handle), 2)]
     raise DataError(f"{path}: unsupported caption file type {path.suffix!r} (use .jsonl or .csv)")
+
+
+def _negatives(value) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)

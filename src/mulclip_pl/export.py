@@ -1,22 +1,13 @@
-"""``mulclip-pl export``, ``explain`` and ``shrink-images``: the subcommands that are not Trainer loops."""
+"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from jsonargparse import CLI
 
 from mulclip_pl.model.checkpoints import export_open_clip_dir
-from mulclip_pl.module import MulCLIP
-
-
-def load_module(ckpt: str | Path) -> MulCLIP:
-    """A trained MulCLIP from a Lightning checkpoint, without re-reading its original pretrained file."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return MulCLIP.load_from_checkpoint(path, map_location="cpu", pretrained=None).eval()
+from mulclip_pl.trained import load_trained
 
 
 def export(*, ckpt: str, out: str) -> Path:
@@ -27,7 +18,7 @@ def export(*, ckpt: str, out: str) -> Path:
         out: a folder (loads with ``open_clip.create_model_and_transforms('local-dir:OUT')``), or a
             ``.pt`` / ``.safetensors`` file (loads with ``pretrained=OUT, force_context_length=248``).
     """
-    module = load_module(ckpt)
+    module = load_trained(ckpt)
     clip, name = module.backbone.clip, module.hparams.model_name
     target = Path(out)
     if target.suffix in (".pt", ".safetensors"):
@@ -43,19 +34,3 @@ def export(*, ckpt: str, out: str) -> Path:
         export_open_clip_dir(clip, name, target)
     print(f"exported {name} ({clip.context_length} text positions) to {target}")
     return target
-
-
-def export_main(argv: list[str]) -> None:
-    CLI(export, args=argv)
-
-
-def explain_main(argv: list[str]) -> None:
-    from mulclip_pl.viz.attention import explain
-
-    CLI(explain, args=argv)
-
-
-def shrink_images_main(argv: list[str]) -> None:
-    from mulclip_pl.data.shrink import shrink_images
-
-    CLI(shrink_images, args=argv)

@@ -1,11 +1,13 @@
-"""LightningDataModules: one per corpus format, plus ``EvalSuite`` to test on several at once.
+"""The machinery every corpus datamodule shares: transforms, tokenizer, loaders, bad-input policy.
 
 A datamodule reads records with its corpus reader, checks them (bad input raised or counted,
 duplicates and train/eval overlap reported), and serves:
 - training batches: image, ``long`` (B, L) tokens, ``short`` (B, L), ``sub`` (B, M, L), ``sub_mask`` (B, M);
-- evaluation sets (``eval_sets(stage)``): retrieval or zero-shot classification.
+- evaluation sets (``eval_sets(stage)``): retrieval (with hard negatives where records carry
+  them) or zero-shot classification.
 Image size, normalisation and text context are taken from the LightningModule being trained
 (``preprocess_config()``) so data always matches the model; without one, from the arguments.
+Per-corpus subclasses live in ``corpus_modules.py``; they only say how to read records.
 """
 
 from __future__ import annotations
@@ -21,19 +23,11 @@ import open_clip
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder
-from mulclip_pl.data.corpora.dci import LongCaptionRecipe, read_dci
-from mulclip_pl.data.corpora.docci import read_docci
-from mulclip_pl.data.corpora.generic import read_generic
-from mulclip_pl.data.corpora.karpathy import read_karpathy
-from mulclip_pl.data.corpora.sharegpt4v import read_sharegpt4v
-from mulclip_pl.data.corpora.urban1k import read_urban1k
-from mulclip_pl.data.datasets import CaptionEncoder, ClassificationDataset, PairDataset, RetrievalDataset, collate
-from mulclip_pl.data.sampling import ResumableLoader
+from mulclip_pl.data.datasets import CaptionEncoder, PairDataset, RetrievalDataset, collate
 from mulclip_pl.data.records import (
-    BadInputPolicy, DataError, LabeledImage, ProblemLog, Record, report_duplicates, report_overlap,
+    BadInputPolicy, DataError, ProblemLog, Record, report_duplicates, report_overlap,
 )
-from mulclip_pl.data.synthlong import ensure_generated
+from mulclip_pl.data.sampling import ResumableLoader
 from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
 from mulclip_pl.model.long_text import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
 
@@ -48,6 +42,7 @@ class EvalSet:
     kind: Literal["retrieval", "classification"]
     dataset: Dataset
     class_names: list[str] = field(default_factory=list)
+    hard_negatives: bool = False  # retrieval items carry ``negatives``: hard-negative accuracy is scored
 
 
 class BaseDataModule(L.LightningDataModule):
@@ -173,7 +168,7 @@ class BaseDataModule(L.LightningDataModule):
             return []
         records = self.load(split, split)
         dataset = RetrievalDataset(records, self.transform(train=False), self.tokenizer(), self._policy(split))
-        return [EvalSet(self.name, "retrieval", dataset)]
+        return [EvalSet(self.name, "retrieval", dataset, hard_negatives=dataset.has_negatives)]
 
     def eval_sets(self, stage: str) -> list[EvalSet]:
         return self._eval_sets.get(stage, [])
@@ -227,205 +222,3 @@ class HeldOutValMixin:
         return [r for r in records if (_hash_fraction(r.id) < self.val_fraction) == keep_val]
 
 
-class GenericCaptions(BaseDataModule):
-    """Users' own jsonl/csv files (image, caption, optional summary, id); one file per split."""
-
-    default_name = "generic"
-
-    def __init__(self, train_file: str | None = None, val_file: str | None = None, test_file: str | None = None,
-                 image_root: str | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.image_root = image_root
-
-    def available_splits(self):
-        return tuple(s for s, f in self.files.items() if f)
-
-    def read_records(self, split, problems):
-        return read_generic(self.files[split], problems, self.image_root)
-
-
-class SynthLong(GenericCaptions):
-    """The procedural demo set (``mulclip_pl.data.synthlong``), generated on first use into ``root``."""
-
-    default_name = "synthlong"
-
-    def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0, **kwargs) -> None:
-        root_path = Path(root)
-        super().__init__(train_file=str(root_path / "train.jsonl"), val_file=str(root_path / "val.jsonl"),
-                         test_file=str(root_path / "test.jsonl"), **kwargs)
-        self.root, self.image_px, self.generation_seed = root_path, image_px, generation_seed
-
-    def prepare_data(self) -> None:
-        ensure_generated(self.root, self.image_px, self.generation_seed)
-
-    def setup(self, stage: str | None = None) -> None:
-        ensure_generated(self.root, self.image_px, self.generation_seed)  # also when used outside a Trainer
-        super().setup(stage)
-
-
-class DOCCI(HeldOutValMixin, BaseDataModule):
-    """DOCCI: train (9,647; ``val_fraction`` held out for validation) and test (5,000)."""
-
-    default_name = "docci"
-
-    def __init__(self, root: str, val_fraction: float = 0.02, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root, self.val_fraction = root, val_fraction
-
-    def available_splits(self):
-        return ("train", "val", "test") if self.val_fraction > 0 else ("train", "test")
-
-    def read_records(self, split, problems):
-        if split == "test":
-            return read_docci(self.root, "test", problems)
-        return self._split_train(read_docci(self.root, "train", problems), split)
-
-
-class Urban1K(BaseDataModule):
-    """Urban1K long-caption retrieval (1,000 pairs, evaluation only)."""
-
-    default_name = "urban1k"
-
-    def __init__(self, root: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root = root
-
-    def available_splits(self):
-        return ("test",)
-
-    def read_records(self, split, problems):
-        return read_urban1k(self.root, split, problems)
-
-
-class DCI(BaseDataModule):
-    """DCI long-caption retrieval; ``long_caption`` picks the documented caption recipe."""
-
-    default_name = "dci"
-
-    def __init__(self, root: str, long_caption: LongCaptionRecipe = "short_extra", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root, self.long_caption = root, long_caption
-
-    def available_splits(self):
-        return ("train", "val", "test") if (Path(self.root) / "splits.json").is_file() else ("test",)
-
-    def read_records(self, split, problems):
-        return read_dci(self.root, split, problems, self.long_caption)
-
-
-class ShareGPT4V(BaseDataModule):
-    """ShareGPT4V json: a training slice and a disjoint evaluation slice (ShareGPT4V-1k by default)."""
-
-    default_name = "sharegpt4v"
-
-    def __init__(self, json_file: str, image_root: str, train_slice: str = "1000:", eval_slice: str = "0:1000",
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.json_file, self.image_root = json_file, image_root
-        self.slices = {"train": train_slice, "val": eval_slice, "test": eval_slice}
-
-    def available_splits(self):
-        return ("train", "test")
-
-    def read_records(self, split, problems):
-        records = read_sharegpt4v(self.json_file, self.image_root, self.slices[split], problems)
-        if split != "train" and self.slices["train"]:
-            train = read_sharegpt4v(self.json_file, self.image_root, self.slices["train"], ProblemLog("skip"))
-            report_overlap(train, records, f"{self.name} (train slice {self.slices['train']} vs eval slice {self.slices[split]})")
-        return records
-
-
-class _Karpathy(BaseDataModule):
-    """COCO / Flickr30K Karpathy test: ~5 captions per image."""
-
-    json_name = ""
-
-    def __init__(self, root: str, json_file: str | None = None, image_root: str | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.json_file = json_file or str(Path(root) / self.json_name)
-        self.image_root = image_root or root
-
-    def read_records(self, split, problems):
-        return read_karpathy(self.json_file, self.image_root, split, problems)
-
-
-class COCO(_Karpathy):
-    default_name, json_name = "coco", "dataset_coco.json"
-
-
-class Flickr30K(_Karpathy):
-    default_name, json_name = "flickr30k", "dataset_flickr30k.json"
-
-
-class _Classification(BaseDataModule):
-    """Zero-shot classification sets (evaluation only)."""
-
-    def available_splits(self):
-        return ("test",)
-
-    def read_items(self) -> tuple[list[LabeledImage], list[str]]:
-        raise NotImplementedError
-
-    def build_eval_sets(self, split):
-        items, class_names = self.read_items()
-        dataset = ClassificationDataset(items, self.transform(train=False), self._policy(split))
-        return [EvalSet(self.name, "classification", dataset, class_names)]
-
-
-class CIFAR10(_Classification):
-    default_name = "cifar10"
-
-    def __init__(self, root: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root = root
-
-    def read_items(self):
-        return read_cifar(self.root, 10)
-
-
-class CIFAR100(CIFAR10):
-    default_name = "cifar100"
-
-    def read_items(self):
-        return read_cifar(self.root, 100)
-
-
-class ImageFolder(_Classification):
-    """ImageNet-style folders (ImageNet-V2, ImageNet-O, ...): ``ROOT/<class>/<image>``."""
-
-    default_name = "imagefolder"
-
-    def __init__(self, root: str, class_names_file: str | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root, self.class_names_file = root, class_names_file
-
-    def read_items(self):
-        return read_image_folder(self.root, self.class_names_file)
-
-
-class EvalSuite(L.LightningDataModule):
-    """Evaluate on several data sets in one ``mulclip-pl test`` call."""
-
-    def __init__(self, datasets: list[BaseDataModule]) -> None:
-        super().__init__()
-        if not datasets:
-            raise ValueError("data.datasets must list at least one data set")
-        names = [d.name for d in datasets]
-        if len(set(names)) != len(names):
-            raise ValueError(f"data.datasets have repeated names {names}; give each a distinct 'name'")
-        self.datasets = datasets
-
-    def setup(self, stage: str | None = None) -> None:
-        for dm in self.datasets:
-            dm.trainer = self.trainer
-            dm.setup(stage)
-
-    def eval_sets(self, stage: str) -> list[EvalSet]:
-        return [s for dm in self.datasets for s in dm.eval_sets(stage)]
-
-    def val_dataloader(self):
-        return [loader for dm in self.datasets for loader in dm.val_dataloader()]
-
-    def test_dataloader(self):
-        return [loader for dm in self.datasets for loader in dm.test_dataloader()]

@@ -1,0 +1,177 @@
+"""One LightningDataModule per supported corpus: each only says where its records come from.
+
+Everything else (transforms, tokenisation, loaders, bad-input policy) is ``BaseDataModule``'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mulclip_pl.data.base import BaseDataModule, EvalSet, HeldOutValMixin
+from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder
+from mulclip_pl.data.corpora.dci import LongCaptionRecipe, read_dci
+from mulclip_pl.data.corpora.docci import read_docci
+from mulclip_pl.data.corpora.generic import read_generic
+from mulclip_pl.data.corpora.karpathy import read_karpathy
+from mulclip_pl.data.corpora.sharegpt4v import read_sharegpt4v
+from mulclip_pl.data.corpora.urban1k import read_urban1k
+from mulclip_pl.data.datasets import ClassificationDataset
+from mulclip_pl.data.records import LabeledImage, ProblemLog, report_overlap
+
+
+class GenericCaptions(BaseDataModule):
+    """Users' own jsonl/csv files (image, caption, optional summary, id); one file per split."""
+
+    default_name = "generic"
+
+    def __init__(self, train_file: str | None = None, val_file: str | None = None, test_file: str | None = None,
+                 image_root: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.image_root = image_root
+
+    def available_splits(self):
+        return tuple(s for s, f in self.files.items() if f)
+
+    def read_records(self, split, problems):
+        return read_generic(self.files[split], problems, self.image_root)
+
+
+class DOCCI(HeldOutValMixin, BaseDataModule):
+    """DOCCI: train (9,647; ``val_fraction`` held out for validation) and test (5,000)."""
+
+    default_name = "docci"
+
+    def __init__(self, root: str, val_fraction: float = 0.02, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root, self.val_fraction = root, val_fraction
+
+    def available_splits(self):
+        return ("train", "val", "test") if self.val_fraction > 0 else ("train", "test")
+
+    def read_records(self, split, problems):
+        if split == "test":
+            return read_docci(self.root, "test", problems)
+        return self._split_train(read_docci(self.root, "train", problems), split)
+
+
+class Urban1K(BaseDataModule):
+    """Urban1K long-caption retrieval (1,000 pairs, evaluation only)."""
+
+    default_name = "urban1k"
+
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def available_splits(self):
+        return ("test",)
+
+    def read_records(self, split, problems):
+        return read_urban1k(self.root, split, problems)
+
+
+class DCI(BaseDataModule):
+    """DCI long-caption retrieval; ``long_caption`` picks the documented caption recipe."""
+
+    default_name = "dci"
+
+    def __init__(self, root: str, long_caption: LongCaptionRecipe = "short_extra", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root, self.long_caption = root, long_caption
+
+    def available_splits(self):
+        return ("train", "val", "test") if (Path(self.root) / "splits.json").is_file() else ("test",)
+
+    def read_records(self, split, problems):
+        return read_dci(self.root, split, problems, self.long_caption)
+
+
+class ShareGPT4V(BaseDataModule):
+    """ShareGPT4V json: a training slice and a disjoint evaluation slice (ShareGPT4V-1k by default)."""
+
+    default_name = "sharegpt4v"
+
+    def __init__(self, json_file: str, image_root: str, train_slice: str = "1000:", eval_slice: str = "0:1000",
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.json_file, self.image_root = json_file, image_root
+        self.slices = {"train": train_slice, "val": eval_slice, "test": eval_slice}
+
+    def available_splits(self):
+        return ("train", "test")
+
+    def read_records(self, split, problems):
+        records = read_sharegpt4v(self.json_file, self.image_root, self.slices[split], problems)
+        if split != "train" and self.slices["train"]:
+            train = read_sharegpt4v(self.json_file, self.image_root, self.slices["train"], ProblemLog("skip"))
+            report_overlap(train, records, f"{self.name} (train slice {self.slices['train']} vs eval slice {self.slices[split]})")
+        return records
+
+
+class _Karpathy(BaseDataModule):
+    """COCO / Flickr30K Karpathy test: ~5 captions per image."""
+
+    json_name = ""
+
+    def __init__(self, root: str, json_file: str | None = None, image_root: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.json_file = json_file or str(Path(root) / self.json_name)
+        self.image_root = image_root or root
+
+    def read_records(self, split, problems):
+        return read_karpathy(self.json_file, self.image_root, split, problems)
+
+
+class COCO(_Karpathy):
+    default_name, json_name = "coco", "dataset_coco.json"
+
+
+class Flickr30K(_Karpathy):
+    default_name, json_name = "flickr30k", "dataset_flickr30k.json"
+
+
+class _Classification(BaseDataModule):
+    """Zero-shot classification sets (evaluation only)."""
+
+    def available_splits(self):
+        return ("test",)
+
+    def read_items(self) -> tuple[list[LabeledImage], list[str]]:
+        raise NotImplementedError
+
+    def build_eval_sets(self, split):
+        items, class_names = self.read_items()
+        dataset = ClassificationDataset(items, self.transform(train=False), self._policy(split))
+        return [EvalSet(self.name, "classification", dataset, class_names)]
+
+
+class CIFAR10(_Classification):
+    default_name = "cifar10"
+
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def read_items(self):
+        return read_cifar(self.root, 10)
+
+
+class CIFAR100(CIFAR10):
+    default_name = "cifar100"
+
+    def read_items(self):
+        return read_cifar(self.root, 100)
+
+
+class ImageFolder(_Classification):
+    """ImageNet-style folders (ImageNet-V2, ImageNet-O, ...): ``ROOT/<class>/<image>``."""
+
+    default_name = "imagefolder"
+
+    def __init__(self, root: str, class_names_file: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root, self.class_names_file = root, class_names_file
+
+    def read_items(self):
+        return read_image_folder(self.root, self.class_names_file)

@@ -1,0 +1,82 @@
+"""The bookkeeping of one validation or test pass: which metric belongs to which eval set.
+
+A datamodule lists its evaluation sets (``eval_sets(stage)``); the ``Evaluator`` builds one
+metric group per set (retrieval R@K, plus hard-negative accuracy where the set has negatives;
+zero-shot top-1/top-5 with prompt-ensembled class embeddings), updates it batch by batch and
+returns plain floats per set. The LightningModule only forwards batches and logs the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy
+from mulclip_pl.eval.retrieval import RetrievalRecall
+from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
+from mulclip_pl.model.long_text import LongTextTokenizer
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Evaluator(nn.Module):
+    """Metrics for the eval sets of one pass; holds no weights (nothing lands in checkpoints)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics = nn.ModuleDict()
+        self.sets: list = []
+        self.class_weights: dict[str, torch.Tensor] = {}
+
+    def prepare(self, datamodule: Any, stage: str, encode_text: Encoder, context_length: int,
+                device: torch.device) -> None:
+        """Fresh metrics for ``datamodule.eval_sets(stage)`` (none for a datamodule without any)."""
+        self.metrics = nn.ModuleDict()
+        self.sets = list(datamodule.eval_sets(stage)) if hasattr(datamodule, "eval_sets") else []
+        tokenizer = LongTextTokenizer(context_length)
+        for spec in self.sets:
+            group = nn.ModuleDict()
+            if spec.kind == "retrieval":
+                group["retrieval"] = RetrievalRecall()
+                if spec.hard_negatives:
+                    group["hard_negatives"] = HardNegativeAccuracy()
+            else:
+                self.class_weights[spec.name] = build_zeroshot_classifier(encode_text, tokenizer, spec.class_names, device)
+                group["zeroshot"] = ZeroShotAccuracy()
+            self.metrics[spec.name] = group.to(device)
+
+    def update(self, batch: dict[str, torch.Tensor], dataloader_idx: int, encode_image: Encoder,
+               encode_text: Encoder) -> None:
+        spec = self.sets[dataloader_idx]
+        group = self.metrics[spec.name]
+        image_emb = encode_image(batch["image"])
+        if spec.kind != "retrieval":
+            group["zeroshot"].update(image_emb @ self.class_weights[spec.name].T, batch["label"], batch["index"])
+            return
+        text_emb = encode_text(batch["captions"])
+        group["retrieval"].update(image_emb, batch["index"], text_emb, batch["caption_index"], batch["caption_image"])
+        if "hard_negatives" in group:
+            negatives = batch["negatives"]  # (B, N, L): altered copies of each image's first caption
+            negative_emb = encode_text(negatives.flatten(0, 1)).view(*negatives.shape[:2], -1)
+            group["hard_negatives"].update(image_emb, text_emb[_first_caption(batch["caption_image"])],
+                                           negative_emb, batch["index"])
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """Per set, every metric as a float; metrics are reset for the next pass."""
+        results = {}
+        for name, group in self.metrics.items():
+            results[name] = {}
+            for metric in group.values():
+                results[name].update({k: float(v) for k, v in metric.compute().items()})
+                metric.reset()
+        return results
+
+
+def _first_caption(caption_image: torch.Tensor) -> torch.Tensor:
+    """Positions of each image's first caption in a batch's flat caption list (captions of one
+    image are contiguous)."""
+    first = torch.ones_like(caption_image, dtype=torch.bool)
+    first[1:] = caption_image[1:] != caption_image[:-1]
+    return first

@@ -1,0 +1,24 @@
+"""A trained MulCLIP back from a ``mulclip-pl fit`` checkpoint, for export, maps and notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mulclip_pl.model.checkpoints import PretrainedWeightsError, read_lightning_checkpoint
+from mulclip_pl.module import MulCLIP
+
+
+def load_trained(ckpt: str | Path) -> MulCLIP:
+    """The module saved in ``ckpt``, in eval mode, on the CPU.
+
+    Its weights come from the checkpoint alone: the files it was first built from
+    (``pretrained`` / ``init_from``) are not read again, and need not exist any more. The file
+    is read with ``weights_only=True``, so a crafted checkpoint cannot run code.
+    """
+    path = Path(ckpt).expanduser()
+    if not path.is_file():
+        raise PretrainedWeightsError(f"checkpoint not found: {path}")
+    state, hparams = read_lightning_checkpoint(path, with_hparams=True)
+    module = MulCLIP(**{**hparams, "pretrained": None, "init_from": None})
+    module.load_state_dict(state)
+    return module.eval()

@@ -3,9 +3,16 @@
 Each sentence embedding scores its own image's patches; the softmax (optionally top-k) weights
 pool the patches into a region embedding ``vbar``, which is contrasted with the sentence across
 the batch, separately for each sentence index i and only over samples that have sentence i.
+
+Mixed precision: scores, softmax, top-k, pooling and the contrastive logits are computed in fp32
+even under ``torch.autocast``. Autocast re-casts matmul/einsum inputs to the low-precision dtype,
+so ``.float()`` alone is not enough; the casts sit inside an autocast-disabled region. Inputs may
+be bf16/fp16 (gradients come back in their dtype); the weights and ``vbar`` are fp32.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -13,18 +20,28 @@ import torch.nn.functional as F
 from mulclip_pl.objectives.contrastive import grouped_infonce
 
 
+def _autocast_off(x: torch.Tensor):
+    """Disable autocast on ``x``'s device (a no-op context where autocast does not exist)."""
+    device_type = x.device.type
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def patch_weights(t_sub: torch.Tensor, v_loc: torch.Tensor, tau_s: float, top_k: int | None) -> torch.Tensor:
-    """(B, M, d) sentences, (B, P, d) patches, both normalised -> (B, M, P) aggregation weights."""
-    scores = torch.einsum("bmd,bpd->bmp", t_sub, v_loc) / tau_s
-    if top_k is not None and top_k < scores.shape[-1]:
-        threshold = scores.topk(top_k, dim=-1).values[..., -1:]
-        scores = scores.masked_fill(scores < threshold, float("-inf"))
-    return scores.softmax(dim=-1)
+    """(B, M, d) sentences, (B, P, d) patches, both normalised -> (B, M, P) fp32 aggregation weights."""
+    with _autocast_off(v_loc):
+        scores = torch.einsum("bmd,bpd->bmp", t_sub.float(), v_loc.float()) / tau_s
+        if top_k is not None and top_k < scores.shape[-1]:
+            threshold = scores.topk(top_k, dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < threshold, float("-inf"))
+        return scores.softmax(dim=-1)
 
 
 def region_embeddings(weights: torch.Tensor, v_loc: torch.Tensor) -> torch.Tensor:
-    """(B, M, P) weights, (B, P, d) patches -> (B, M, d) normalised region embeddings vbar."""
-    return F.normalize(weights @ v_loc, dim=-1)
+    """(B, M, P) weights, (B, P, d) patches -> (B, M, d) normalised fp32 region embeddings vbar."""
+    with _autocast_off(v_loc):
+        return F.normalize(weights.float() @ v_loc.float(), dim=-1)
 
 
 def subcaption_patch_loss(
@@ -36,5 +53,6 @@ def subcaption_patch_loss(
     top_k: int | None = None,
 ) -> torch.Tensor:
     """t_sub: (B, M, d) normalised, sentence_mask: (B, M) True where sentence i exists."""
-    vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
-    return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T)
+    with _autocast_off(v_loc):  # grouped_infonce's .float() casts alone would be re-cast by autocast
+        vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
+        return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T)

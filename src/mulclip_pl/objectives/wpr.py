@@ -4,10 +4,16 @@ Within each sample, calibrated image tokens v' (Kv) are reconstructed from calib
 tokens t' (Kt) by cross attention and vice versa; each reconstruction must be closer to its own
 original token than the sample's other reconstructions are (InfoNCE over the sample's tokens).
 Batched over samples, no loop.
+
+Mixed precision: affinities, softmax, reconstructions and matching logits are computed in fp32
+even under ``torch.autocast`` (explicit casts inside an autocast-disabled region; autocast would
+otherwise re-cast the einsum/matmul inputs to bf16/fp16). Gradients reach low-precision inputs
+in their own dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -24,19 +30,30 @@ class WPRLoss:
         return self.image + self.text
 
 
+def _autocast_off(x: torch.Tensor):
+    """Disable autocast on ``x``'s device (a no-op context where autocast does not exist)."""
+    device_type = x.device.type
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def reconstruct(v_cal: torch.Tensor, t_cal: torch.Tensor, tau_r: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, Kv, d), (B, Kt, d) -> (V' (B, Kv, d) from text, T' (B, Kt, d) from image), normalised."""
-    affinity = torch.einsum("bkd,bld->bkl", v_cal, t_cal) / tau_r  # A: (B, Kv, Kt)
-    v_rec = F.normalize(affinity.softmax(dim=2) @ t_cal, dim=-1)
-    t_rec = F.normalize(affinity.transpose(1, 2).softmax(dim=2) @ v_cal, dim=-1)
+    """(B, Kv, d), (B, Kt, d) -> (V' (B, Kv, d) from text, T' (B, Kt, d) from image), normalised, fp32."""
+    with _autocast_off(v_cal):
+        v_cal, t_cal = v_cal.float(), t_cal.float()
+        affinity = torch.einsum("bkd,bld->bkl", v_cal, t_cal) / tau_r  # A: (B, Kv, Kt)
+        v_rec = F.normalize(affinity.softmax(dim=2) @ t_cal, dim=-1)
+        t_rec = F.normalize(affinity.transpose(1, 2).softmax(dim=2) @ v_cal, dim=-1)
     return v_rec, t_rec
 
 
 def token_matching_loss(original: torch.Tensor, reconstructed: torch.Tensor, tau_w: float) -> torch.Tensor:
     """Mean over samples and tokens of CE(<x_j, X'_k> / tau_w, target k = j)."""
-    logits = torch.einsum("bjd,bkd->bjk", original.float(), reconstructed.float()) / tau_w
-    target = torch.arange(logits.shape[1], device=logits.device).expand(logits.shape[0], -1)
-    return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    with _autocast_off(original):
+        logits = torch.einsum("bjd,bkd->bjk", original.float(), reconstructed.float()) / tau_w
+        target = torch.arange(logits.shape[1], device=logits.device).expand(logits.shape[0], -1)
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten())
 
 
 def word_patch_reconstruction_loss(

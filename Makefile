@@ -29,7 +29,7 @@ demo: install $(DEMO)/stage1/last.ckpt
 		--run_name "stage 1: short-caption CLIP, 77 tokens" --trainer.logger false --trainer.default_root_dir $(DEMO)/test/stage1
 	$(CLI) test --config configs/synthlong/stage2.yaml --ckpt_path $(DEMO)/stage2/last.ckpt \
 		--run_name "MulCLIP (full)" --trainer.logger false --trainer.default_root_dir $(DEMO)/test/stage2
-	$(CLI) report $(DEMO)/test/stage1/results.json $(DEMO)/test/stage2/results.json --out $(DEMO)/results.md
+	$(CLI) report $(DEMO)/test --out $(DEMO)/results.md
 
 $(DEMO)/stage1/last.ckpt: configs/synthlong/stage1.yaml | $(STAMP)
 	rm -rf $(DEMO)/stage1

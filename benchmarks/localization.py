@@ -13,8 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mulclip_pl.module import MulCLIP
-from mulclip_pl.tools import load_module
+from mulclip_pl.trained import load_trained
 from mulclip_pl.viz.attention import object_localization
 
 
@@ -24,14 +23,13 @@ def main() -> None:
     parser.add_argument("--data", default="data/synthlong")
     parser.add_argument("--split", default="val")
     parser.add_argument("--checkpoints", nargs="*", default=None,
-                        help="MulCLIP .ckpt files to compare (default: DEMO/full_seed0.ckpt)")
+                        help="MulCLIP .ckpt files to compare (default: DEMO/stage2/last.ckpt)")
     args = parser.parse_args()
     demo, data = Path(args.demo), Path(args.data)
     records = [json.loads(line) for line in (data / f"{args.split}.jsonl").read_text().splitlines()]
-    models = {"stage 1 (short captions)": MulCLIP(model_name="mulclip-tiny", context_length=77, preset="global_only",
-                                                  pretrained=str(demo / "stage1_short_clip.pt"))}
-    for path in args.checkpoints or [str(demo / "full_seed0.ckpt")]:
-        models[f"{Path(path).parent.name}/{Path(path).stem}"] = load_module(path)  # run folder too: stems repeat
+    models = {"stage 1 (short captions)": load_trained(demo / "stage1" / "last.ckpt")}
+    for path in args.checkpoints or [str(demo / "stage2" / "last.ckpt")]:
+        models[f"{Path(path).parent.name}/{Path(path).stem}"] = load_trained(path)  # run folder too: stems repeat
     print(f"| model ({args.split}, {len(records)} images) | SAP mass in box | cosine mass in box | chance "
           "| SAP overlap between sentences |")
     print("|---|---:|---:|---:|---:|")

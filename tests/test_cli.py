@@ -65,3 +65,39 @@ def test_predict_writes_embeddings(tmp_path, synth):
     assert embeddings["image_emb"].shape == (8, 32) and embeddings["text_emb"].shape == (8, 32)
     torch.testing.assert_close(embeddings["image_emb"].norm(dim=-1), torch.ones(8))
     assert embeddings["index"].tolist() == list(range(8))
+
+
+def test_help_lists_the_tool_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("fit", "test", "export", "explain", "shrink-images", "report"):
+        assert name in out
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "usage: mulclip-pl export" in capsys.readouterr().out
+
+
+def test_model_options_have_help_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "weight of subcaption-aggregated patch alignment" in out  # lambda_sub's own line
+    assert "learning rate of the calibration heads" in out  # head_lr's
+
+
+def test_shipped_config_placeholders_are_reported_at_once_without_traceback(capfd):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "configs/docci.yaml"])
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 2
+    assert "model.pretrained: /path/to/ViT-B-16.pt" in err and "data.root: /path/to/docci" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_weights_file_is_one_line_naming_the_path(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *_common(tmp_path), "--model.pretrained", str(tmp_path / "nope.pt"), "--data", "GenericCaptions",
+              "--data.train_file", str(tmp_path / "x.jsonl")])
+    message = str(exit_info.value.code)
+    assert message.startswith("mulclip-pl: error: pretrained weights file not found") and "nope.pt" in message

@@ -13,7 +13,7 @@ from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP, NonFiniteLossError
-from mulclip_pl.tools import export, load_module
+from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
 
 
@@ -137,7 +137,7 @@ def test_export_gives_identical_embeddings_in_plain_open_clip(tmp_path, synth):
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export")])
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "model.pt")])
-    module = load_module(ckpt)
+    module = load_trained(ckpt)
     from_dir, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'export'}")
     from_file = open_clip.create_model(TEST_MODEL, pretrained=str(tmp_path / "model.pt"), force_context_length=248)
     images = torch.randn(2, 3, 32, 32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ def quiet_lightning_notes() -> None:
 
     for handler in logging.getLogger("lightning.pytorch").handlers:
         handler.addFilter(keep)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # inside Lightning
 
 
 def main(argv: list[str] | None = None) -> None:

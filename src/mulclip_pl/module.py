@@ -127,6 +127,7 @@ class MulCLIP(L.LightningModule):
         self._nonfinite_streak = 0
         self._schedule_length: int | None = None
         self._skipped: list[str] = []
+        self._truncated = 0
         self.evaluator = Evaluator()
         self.eval_results: dict[str, dict[str, float]] = {}
 
@@ -207,6 +208,7 @@ class MulCLIP(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         self._skipped.extend(batch.get("skipped", []))
+        self._truncated += int(batch.get("n_truncated", 0))
         if "image" not in batch:  # every sample of this batch was bad input (counted above)
             return None
         losses = self.compute_losses(batch)
@@ -240,10 +242,14 @@ class MulCLIP(L.LightningModule):
         return True
 
     def on_train_epoch_end(self) -> None:
-        """Report bad input skipped this epoch (never silently dropped)."""
+        """Report bad input skipped and long captions truncated this epoch (never silently dropped)."""
         if self._skipped:
             log.warning("epoch %d: skipped %d bad samples, e.g. %s", self.current_epoch, len(self._skipped), self._skipped[:3])
-        self._skipped = []
+        if self._truncated and self.hparams.long_weight > 0:  # a summaries-only run does not train on them
+            log.warning("epoch %d: %d long captions were cut to %d tokens (data/truncated_captions; "
+                        "data.overflow=error to refuse them)", self.current_epoch, self._truncated,
+                        self.backbone.context_length)
+        self._skipped, self._truncated = [], 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = random_state.capture()

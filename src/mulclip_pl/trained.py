@@ -19,6 +19,7 @@ def load_trained(ckpt: str | Path) -> MulCLIP:
     if not path.is_file():
         raise PretrainedWeightsError(f"checkpoint not found: {path}")
     state, hparams = read_lightning_checkpoint(path, with_hparams=True)
-    module = MulCLIP(**{**hparams, "pretrained": None, "init_from": None})
+    arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}  # Lightning's own entries (_instantiator)
+    module = MulCLIP(**{**arguments, "pretrained": None, "init_from": None})
     module.load_state_dict(state)
     return module.eval()

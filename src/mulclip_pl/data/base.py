@@ -129,8 +129,8 @@ class BaseDataModule(L.LightningDataModule):
         cfg = self._config()
         return open_clip.image_transform(cfg["image_size"], is_train=train and self.train_augment, mean=cfg["mean"], std=cfg["std"])
 
-    def tokenizer(self) -> LongTextTokenizer:
-        return LongTextTokenizer(self._config()["context_length"], self.overflow)
+    def tokenizer(self, warn: bool = True) -> LongTextTokenizer:
+        return LongTextTokenizer(self._config()["context_length"], self.overflow, warn)
 
     def load(self, split: Stage, stage: Stage) -> list[Record]:
         """Records of ``split`` with problems raised or counted under ``stage``'s policy."""
@@ -152,7 +152,7 @@ class BaseDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and "train" in self.available_splits():
             train = self.load("train", "train")
-            text = CaptionEncoder(self.tokenizer(), SentenceSplitter(self.spacy_model), self.max_sentences,
+            text = CaptionEncoder(self.tokenizer(warn=False), SentenceSplitter(self.spacy_model), self.max_sentences,
                                   self.sentence_selection, self.summary_source)
             self.train_set = PairDataset(train, self.transform(train=True), text, self._policy("train"), self.seed)
             log.info("%s: %d training pairs", self.name, len(train))

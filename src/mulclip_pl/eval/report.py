@@ -1,7 +1,7 @@
 """Evaluation results as JSON and as Markdown tables that paste next to the papers' tables.
 
-``mulclip-pl test`` writes one ``results.json`` per run; ``mulclip-pl report`` merges several
-into one table, averaging the runs that share a label (seeds) as mean ± sample std.
+``mulclip-pl test`` writes one ``results.json`` per run; ``mulclip-pl report DIR`` merges all under
+a folder into one table, averaging the runs that share a label (seeds) as mean ± sample std.
 """
 
 from __future__ import annotations
@@ -57,16 +57,21 @@ def summary_table(runs: list[tuple[str, Results]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(files: list[str], out: str | None = None) -> str:
-    """Merge ``results.json`` files from ``mulclip-pl test`` into one Markdown table.
+def report(root: str, out: str | None = None) -> str:
+    """Merge every ``results.json`` under ``root`` (from ``mulclip-pl test`` / ``validate``) into one
+    Markdown table; runs with the same label (``--run_name``) are averaged.
 
     Args:
-        files: results.json files; runs with the same label (``--run_name``) are averaged.
+        root: folder searched recursively for results.json files (rows follow their sorted paths).
         out: also write the table to this file.
     """
+    files = sorted(Path(root).rglob("results.json"))
+    if not files:
+        raise FileNotFoundError(f"no results.json under {root}; run `mulclip-pl test ... --trainer.default_root_dir "
+                                f"{root}/NAME` first")
     runs = []
     for file in files:
-        saved = json.loads(Path(file).read_text())
+        saved = json.loads(file.read_text())
         runs.append((saved["model"], saved["results"]))
     table = summary_table(runs)
     if out:

@@ -15,7 +15,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-CLIP_CONTEXT = 77
+CLIP_CONTEXT = 77  # CLIP's own text positions
 LONG_CONTEXT = 248
 KEEP_POSITIONS = 20
 
@@ -69,10 +69,12 @@ class LongTextTokenizer:
     """open_clip's BPE tokenizer at a longer context, with an explicit overflow policy.
 
     open_clip silently truncates; for long captions that hides lost sentences, so this wrapper
-    counts every truncation (``n_truncated``) or raises ``CaptionTooLongError`` on request.
+    counts every truncation (``n_truncated``) or raises ``CaptionTooLongError`` on request. The
+    first truncation is logged unless ``warn`` is off (the training loader counts them per epoch
+    instead, since each loader worker would log its own first one).
     """
 
-    def __init__(self, context_length: int = LONG_CONTEXT, overflow: OverflowPolicy = "truncate") -> None:
+    def __init__(self, context_length: int = LONG_CONTEXT, overflow: OverflowPolicy = "truncate", warn: bool = True) -> None:
         from open_clip.tokenizer import SimpleTokenizer
 
         if overflow not in ("truncate", "error"):
@@ -83,6 +85,7 @@ class LongTextTokenizer:
         self.sot = self._bpe.sot_token_id
         self.eot = self._bpe.eot_token_id
         self.n_truncated = 0
+        self.warn = warn
 
     def count_tokens(self, text: str) -> int:
         """Number of positions ``text`` needs, start and end tokens included."""
@@ -107,7 +110,7 @@ class LongTextTokenizer:
                 f"{text[:80]!r}... Set overflow='truncate' (data.overflow) to cut it, or shorten it."
             )
         self.n_truncated += 1
-        if self.n_truncated == 1:
+        if self.n_truncated == 1 and self.warn:
             log.warning(
                 "caption truncated from %d to %d tokens (further truncations are counted, not logged)",
                 len(ids), self.context_length,

@@ -1,4 +1,4 @@
-"""Local Token Calibration (METHOD.md section 2).
+"""Local Token Calibration (docs/METHOD.md §3).
 
 [ours, following FineLIP's token refinement] ``W = softmax_over_N(s * MLP(LN(X))^T)`` (Ns x N),
 ``X' = normalize(W X)``: each of the Ns calibrated tokens is a learned convex combination of the

@@ -1,4 +1,4 @@
-"""Symmetric InfoNCE over the batch (METHOD.md's ``L_batch``), masked and grouped, DDP-exact.
+"""Symmetric InfoNCE over the batch (docs/METHOD.md §2, §8), masked and grouped, DDP-exact.
 
 This is the one module that knows about ranks. Each rank scores its *local* rows against the
 *global* columns gathered from all ranks; the gather keeps the gradient of every rank's
@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from mulclip_pl.objectives.precision import fp32
 
 
 def _world() -> tuple[int, int]:
@@ -93,11 +95,12 @@ def _row_cross_entropy(
     target: torch.Tensor,
 ) -> torch.Tensor:
     """(G, N) cross-entropy of each local anchor against all valid candidates; 0 for invalid rows."""
-    logits = logit_scale * torch.einsum("gnd,gmd->gnm", anchors.float(), candidates.float())
-    logits = logits.masked_fill(~valid_cols[:, None, :], float("-inf"))
-    # Invalid rows would be all -inf at their target: give them finite logits, then zero them.
-    logits = logits.masked_fill(~valid_rows[:, :, None], 0.0)
-    ce = F.cross_entropy(logits.flatten(0, 1), target, reduction="none").view_as(valid_rows)
+    with fp32(anchors):
+        logits = logit_scale.float() * torch.einsum("gnd,gmd->gnm", anchors.float(), candidates.float())
+        logits = logits.masked_fill(~valid_cols[:, None, :], float("-inf"))
+        # Invalid rows would be all -inf at their target: give them finite logits, then zero them.
+        logits = logits.masked_fill(~valid_rows[:, :, None], 0.0)
+        ce = F.cross_entropy(logits.flatten(0, 1), target, reduction="none").view_as(valid_rows)
     return ce * valid_rows
 
 

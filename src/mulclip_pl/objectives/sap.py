@@ -1,4 +1,4 @@
-"""Subcaption-Aggregated Patch (METHOD.md section 4): ``L_sub = 1/M sum_i L_batch(vbar_i, t_sub_i)``.
+"""Subcaption-Aggregated Patch (docs/METHOD.md §5): ``L_sub = 1/M sum_i L_batch(vbar_i, t_sub_i)``.
 
 Each sentence embedding scores its own image's patches; the softmax (optionally top-k) weights
 pool the patches into a region embedding ``vbar``, which is contrasted with the sentence across
@@ -12,25 +12,16 @@ be bf16/fp16 (gradients come back in their dtype); the weights and ``vbar`` are 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
 from mulclip_pl.objectives.contrastive import grouped_infonce
-
-
-def _autocast_off(x: torch.Tensor):
-    """Disable autocast on ``x``'s device (a no-op context where autocast does not exist)."""
-    device_type = x.device.type
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
+from mulclip_pl.objectives.precision import fp32
 
 
 def patch_weights(t_sub: torch.Tensor, v_loc: torch.Tensor, tau_s: float, top_k: int | None) -> torch.Tensor:
     """(B, M, d) sentences, (B, P, d) patches, both normalised -> (B, M, P) fp32 aggregation weights."""
-    with _autocast_off(v_loc):
+    with fp32(v_loc):
         scores = torch.einsum("bmd,bpd->bmp", t_sub.float(), v_loc.float()) / tau_s
         if top_k is not None and top_k < scores.shape[-1]:
             threshold = scores.topk(top_k, dim=-1).values[..., -1:]
@@ -40,7 +31,7 @@ def patch_weights(t_sub: torch.Tensor, v_loc: torch.Tensor, tau_s: float, top_k:
 
 def region_embeddings(weights: torch.Tensor, v_loc: torch.Tensor) -> torch.Tensor:
     """(B, M, P) weights, (B, P, d) patches -> (B, M, d) normalised fp32 region embeddings vbar."""
-    with _autocast_off(v_loc):
+    with fp32(v_loc):
         return F.normalize(weights.float() @ v_loc.float(), dim=-1)
 
 
@@ -53,6 +44,6 @@ def subcaption_patch_loss(
     top_k: int | None = None,
 ) -> torch.Tensor:
     """t_sub: (B, M, d) normalised, sentence_mask: (B, M) True where sentence i exists."""
-    with _autocast_off(v_loc):  # grouped_infonce's .float() casts alone would be re-cast by autocast
+    with fp32(v_loc):  # grouped_infonce's .float() casts alone would be re-cast by autocast
         vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
         return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T)

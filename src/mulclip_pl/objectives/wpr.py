@@ -1,4 +1,4 @@
-"""Word-Patch Reconstruction (METHOD.md section 3): ``L_word = L_recon,image + L_recon,text``.
+"""Word-Patch Reconstruction (docs/METHOD.md §4): ``L_word = L_recon,image + L_recon,text``.
 
 Within each sample, calibrated image tokens v' (Kv) are reconstructed from calibrated text
 tokens t' (Kt) by cross attention and vice versa; each reconstruction must be closer to its own
@@ -13,11 +13,12 @@ in their own dtype.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from mulclip_pl.objectives.precision import fp32
 
 
 @dataclass
@@ -30,17 +31,9 @@ class WPRLoss:
         return self.image + self.text
 
 
-def _autocast_off(x: torch.Tensor):
-    """Disable autocast on ``x``'s device (a no-op context where autocast does not exist)."""
-    device_type = x.device.type
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
 def reconstruct(v_cal: torch.Tensor, t_cal: torch.Tensor, tau_r: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, Kv, d), (B, Kt, d) -> (V' (B, Kv, d) from text, T' (B, Kt, d) from image), normalised, fp32."""
-    with _autocast_off(v_cal):
+    with fp32(v_cal):
         v_cal, t_cal = v_cal.float(), t_cal.float()
         affinity = torch.einsum("bkd,bld->bkl", v_cal, t_cal) / tau_r  # A: (B, Kv, Kt)
         v_rec = F.normalize(affinity.softmax(dim=2) @ t_cal, dim=-1)
@@ -50,7 +43,7 @@ def reconstruct(v_cal: torch.Tensor, t_cal: torch.Tensor, tau_r: float) -> tuple
 
 def token_matching_loss(original: torch.Tensor, reconstructed: torch.Tensor, tau_w: float) -> torch.Tensor:
     """Mean over samples and tokens of CE(<x_j, X'_k> / tau_w, target k = j)."""
-    with _autocast_off(original):
+    with fp32(original):
         logits = torch.einsum("bjd,bkd->bjk", original.float(), reconstructed.float()) / tau_w
         target = torch.arange(logits.shape[1], device=logits.device).expand(logits.shape[0], -1)
         return F.cross_entropy(logits.flatten(0, 1), target.flatten())

@@ -83,21 +83,27 @@ def measure(args, caption_tokens: int, sentences: int, batch_size: int) -> dict[
     results["open_clip CLIP (77 tokens)"] = time_steps(lambda: plain_clip_step(clip, batch, loss_fn), clip.parameters(),
                                                        args.steps, device, autocast)
     del clip
-    for label, preset in (("Long-CLIP-style global (long+short)", "global_only"), ("MulCLIP full", "full")):
-        module = MulCLIP(model_name=args.model, preset=preset).to(device)
+    variants = [("Long-CLIP-style global (long+short)", "global_only", {}), ("MulCLIP full", "full", {})]
+    if args.grad_checkpointing:
+        variants.append(("MulCLIP full, gradient checkpointing", "full", {"grad_checkpointing": True}))
+    for label, preset, extra in variants:
+        module = MulCLIP(model_name=args.model, preset=preset, **extra).to(device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         results[label] = time_steps(lambda: module.compute_losses(batch).total, module.parameters(), args.steps, device,
                                     autocast)
         del module
     return results
 
 
-def table(results: dict[str, tuple[float, float | None]]) -> str:
+def table(results: dict[str, tuple[float, float | None]], batch_size: int) -> str:
     plain = results["open_clip CLIP (77 tokens)"][0]
     global_step = results["Long-CLIP-style global (long+short)"][0]
-    lines = ["| step | ms / step | x plain CLIP | x global | peak GiB |", "|---|---:|---:|---:|---:|"]
+    lines = ["| step | ms / step | samples / s | x plain CLIP | x global | peak GiB |", "|---|---:|---:|---:|---:|---:|"]
     for label, (seconds, peak) in results.items():
         memory = f"{peak:.2f}" if peak is not None else "n/a"
-        lines.append(f"| {label} | {1000 * seconds:.0f} | {seconds / plain:.2f} | {seconds / global_step:.2f} | {memory} |")
+        lines.append(f"| {label} | {1000 * seconds:.0f} | {batch_size / seconds:.0f} | {seconds / plain:.2f} "
+                     f"| {seconds / global_step:.2f} | {memory} |")
     return "\n".join(lines)
 
 
@@ -110,14 +116,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--scan", choices=["sentences", "caption_tokens", "batch_size"], default=None)
+    parser.add_argument("--values", type=int, nargs="+", default=None, help="the scanned values (default: a preset list)")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="also time MulCLIP with gradient checkpointing")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"model {args.model}, device {args.device}, threads {torch.get_num_threads()}")
     if args.scan is None:
-        print(table(measure(args, args.caption_tokens, args.sentences, args.batch_size)))
+        print(table(measure(args, args.caption_tokens, args.sentences, args.batch_size), args.batch_size))
         return
-    values = {"sentences": [1, 2, 4, 6, 8, 10], "caption_tokens": [77, 120, 160, 200, 248],
-              "batch_size": [8, 16, 32, 64]}[args.scan]
+    values = args.values or {"sentences": [1, 2, 4, 6, 8, 10], "caption_tokens": [77, 120, 160, 200, 248],
+                             "batch_size": [8, 16, 32, 64]}[args.scan]
     print(f"| {args.scan} | global ms | MulCLIP ms | ratio | MulCLIP peak GiB |\n|---:|---:|---:|---:|---:|")
     for value in values:
         kwargs = {"caption_tokens": args.caption_tokens, "sentences": args.sentences, "batch_size": args.batch_size,
@@ -125,7 +133,7 @@ def main() -> None:
         r = measure(args, **kwargs)
         g, m = r["Long-CLIP-style global (long+short)"], r["MulCLIP full"]
         memory = f"{m[1]:.2f}" if m[1] is not None else "n/a"
-        print(f"| {value} | {1000 * g[0]:.0f} | {1000 * m[0]:.0f} | {m[0] / g[0]:.2f} | {memory} |")
+        print(f"| {value} | {1000 * g[0]:.0f} | {1000 * m[0]:.0f} | {m[0] / g[0]:.2f} | {memory} |", flush=True)
 
 
 if __name__ == "__main__":

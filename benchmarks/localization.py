@@ -34,7 +34,7 @@ def main() -> None:
           "| SAP overlap between sentences |")
     print("|---|---:|---:|---:|---:|")
     for name, module in models.items():
-        m = object_localization(module, records, data, 64)
+        m = object_localization(module, records, data)
         print(f"| {name} | {m['sap']:.3f} | {m['cosine']:.3f} | {m['chance']:.3f} | {m['overlap']:.3f} |")
 
 

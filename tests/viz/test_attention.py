@@ -33,7 +33,7 @@ def test_mass_in_box_known_answer():
     weights = torch.zeros(4, 4)
     weights[0, 0] = 3.0
     weights[3, 3] = 1.0
-    assert mass_in_box(weights, (0, 0, 8, 8), image_size=32) == pytest.approx(0.75)
+    assert mass_in_box(weights, (0, 0, 8, 8), crop=(0, 0, 32, 32)) == pytest.approx(0.75)
 
 
 def test_overlap_is_one_for_the_same_map_and_zero_for_disjoint_maps():
@@ -44,13 +44,14 @@ def test_overlap_is_one_for_the_same_map_and_zero_for_disjoint_maps():
 def test_object_localization_averages_over_every_object_sentence(synth):
     records = [json.loads(line) for line in (synth / "val.jsonl").read_text().splitlines()]
     module = MulCLIP(model_name=TEST_MODEL)
-    measured = object_localization(module, records, synth, image_size=32)
+    measured = object_localization(module, records, synth)
     boxes = [o["box"] for r in records for o in r["objects"]]
     chance = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) / (32 * 32 * len(boxes))
     assert measured["chance"] == pytest.approx(chance)
     first = relevance_maps(module, Image.open(synth / records[0]["image"]).convert("RGB"), records[0]["caption"])
-    only_first = object_localization(module, records[:1], synth, image_size=32)
-    expected = [mass_in_box(m, tuple(o["box"]), 32) for m, o in zip(first.sap[1:], records[0]["objects"])]
+    only_first = object_localization(module, records[:1], synth)
+    assert first.crop == (0, 0, 32, 32)  # square: the model sees it all
+    expected = [mass_in_box(m, tuple(o["box"]), first.crop) for m, o in zip(first.sap[1:], records[0]["objects"])]
     assert only_first["sap"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
     assert 0.0 <= measured["overlap"] <= 1.0
 
@@ -77,3 +78,10 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "mean SAP mass inside the described object's box" in text
+
+
+def test_relevance_maps_record_the_crop_the_model_saw_of_a_wide_photo():
+    module = MulCLIP(model_name=TEST_MODEL)  # 32 px input: 640x427 -> 47x32 -> x 8..40 (see test_geometry)
+    explanation = relevance_maps(module, Image.new("RGB", (640, 427), (90, 140, 200)), "A blue wall. A red door.")
+    assert explanation.crop == pytest.approx((8 * 640 / 47, 0, 40 * 640 / 47, 427))
+    assert explanation.original_size == (640, 427)

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
@@ -40,11 +41,30 @@ def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image
             if min_side:
                 scale = min(image.size) / min_side
                 image.draft("RGB", (max(1, round(image.size[0] / scale)), max(1, round(image.size[1] / scale))))
-            return image.convert("RGB")
+            return to_rgb(image)
     except FileNotFoundError as exc:
         raise DataError(f"missing image: {path} (record {record_id})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"unreadable image: {path} (record {record_id}): {exc}") from exc
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PNG/TIFF 16-bit grey ("I": 32-bit int holding it)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB as a viewer would show it.
+
+    A bare ``convert("RGB")`` clips 16-bit grey to white and drops alpha onto whatever colour the
+    transparent pixels happen to store (often black), so: 16-bit values are scaled to 8 bits
+    (65535 -> 255) and transparent images are composited on white.
+    """
+    if image.mode in _SIXTEEN_BIT:
+        pixels = np.asarray(image).astype(np.float32)
+        image = Image.fromarray((np.clip(pixels, 0, 65535) / 257).round().astype(np.uint8))  # mode L
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass

@@ -3,6 +3,9 @@
 For an image and its long caption, each sentence gets two maps over the patch grid: the SAP
 aggregation weights (METHOD.md 4, what the loss actually pools) and the plain cosine similarity
 between the sentence embedding and each patch token. Both use only the CLIP towers.
+
+The maps cover only the centre square the model saw (``geometry.crop_box``): overlays draw them
+there and dim the cropped margins, and box scores map boxes through the same crop.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from mulclip_pl.data.datasets import load_image
 from mulclip_pl.data.text import SentenceSplitter
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.objectives.sap import patch_weights
+from mulclip_pl.viz.geometry import Box, box_on_grid, crop_box, visible_share
 
 MapKind = Literal["sap", "cosine"]
 
@@ -30,6 +34,8 @@ class Explanation:
     sap: torch.Tensor  # (M, gh, gw) SAP weights, each map sums to 1
     cosine: torch.Tensor  # (M, gh, gw) sentence-patch cosine similarity
     global_score: float  # cosine(v_cls, t_long)
+    crop: Box  # the square the maps cover, in pixels of the explained image (geometry.crop_box)
+    original_size: tuple[int, int]  # (width, height) of the explained image
 
     def map(self, kind: MapKind) -> torch.Tensor:
         return self.sap if kind == "sap" else self.cosine
@@ -63,47 +69,51 @@ def relevance_maps(
     cosine = torch.einsum("bmd,bpd->bmp", t_sub, v_loc)[0]
     t_long = module.encode_text(tokenizer([caption]).to(module.device))
     score = float(F.normalize(features.v_cls, dim=-1) @ t_long.T)
-    return Explanation(sentences, sap.view(-1, *grid).cpu(), cosine.view(-1, *grid).cpu(), score)
+    crop = crop_box(image.width, image.height, cfg["image_size"])  # the same transform as `pixels`
+    return Explanation(sentences, sap.view(-1, *grid).cpu(), cosine.view(-1, *grid).cpu(), score, crop, image.size)
 
 
-def mass_in_box(weights: torch.Tensor, box: tuple[int, int, int, int], image_size: int) -> float:
-    """Share of a (gh, gw) map's (non-negative) mass on patches whose centre lies in ``box`` (pixels)."""
+def mass_in_box(weights: torch.Tensor, box: Box, crop: Box) -> float:
+    """Share of a (gh, gw) map's (non-negative) mass on patches whose centre lies in ``box``.
+
+    ``box`` is in pixels of the original image; ``crop`` is the square the map covers there
+    (``Explanation.crop``), so the box goes through the model's own resize and centre crop.
+    """
     gh, gw = weights.shape
-    ys = (torch.arange(gh) + 0.5) * image_size / gh
-    xs = (torch.arange(gw) + 0.5) * image_size / gw
-    x0, y0, x1, y1 = box
+    ys, xs = torch.arange(gh) + 0.5, torch.arange(gw) + 0.5  # patch centres in grid units
+    x0, y0, x1, y1 = box_on_grid(box, crop, (gh, gw))
     inside = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
     weights = weights.clamp(min=0)
     return float(weights[inside].sum() / weights.sum().clamp(min=1e-12))
 
 
-def object_localization(module, records: list[dict], image_root: Path, image_size: int) -> dict[str, float]:
+def object_localization(module, records: list[dict], image_root: Path) -> dict[str, float]:
     """``localization_scores`` of ``module``'s maps over SynthLong-style ``records`` (images read
     from ``image_root``)."""
     splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
     explanations = (relevance_maps(module, load_image(image_root / r["image"], r["id"]), r["caption"], splitter,
                                    tokenizer) for r in records)  # one at a time: a split's maps need not all be held
-    return localization_scores(explanations, [r["objects"] for r in records], image_size)
+    return localization_scores(explanations, [r["objects"] for r in records])
 
 
-def localization_scores(explanations: Iterable[Explanation], objects: list[list[dict]],
-                        image_size: int) -> dict[str, float]:
+def localization_scores(explanations: Iterable[Explanation], objects: list[list[dict]]) -> dict[str, float]:
     """How well each object sentence's maps land on its object.
 
-    ``objects[i]`` are image i's objects with their pixel ``box`` (SynthLong's records; sentence 0
-    is the scene intro, sentence j describes object j-1). Returns the mean share of the SAP weights
-    (``sap``) and of the positive cosine (``cosine``) inside the object's box, the box's share of
-    the image (``chance``), and ``overlap``: the mass two sentences of one image share (sum of the
-    pointwise minimum of their SAP maps; 1 = the same patches, 0 = disjoint). Low overlap with
-    in-box mass at chance means sentences pick different patches, but not by where their object is.
+    ``objects[i]`` are image i's objects with their ``box`` in the original image's pixels
+    (SynthLong's records; sentence 0 is the scene intro, sentence j describes object j-1). Returns
+    the mean share of the SAP weights (``sap``) and of the positive cosine (``cosine``) inside the
+    object's box, the box's share of what the model saw (``chance``), and ``overlap``: the mass
+    two sentences of one image share (sum of the pointwise minimum of their SAP maps; 1 = the same
+    patches, 0 = disjoint). Low overlap with in-box mass at chance means sentences pick different
+    patches, but not by where their object is.
     """
     sums, count, overlaps = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}, 0, []
     for explanation, image_objects in zip(explanations, objects, strict=True):
         for index, obj in enumerate(image_objects, start=1):
             box = tuple(obj["box"])
-            sums["sap"] += mass_in_box(explanation.sap[index], box, image_size)
-            sums["cosine"] += mass_in_box(explanation.cosine[index], box, image_size)
-            sums["chance"] += (box[2] - box[0]) * (box[3] - box[1]) / image_size**2
+            sums["sap"] += mass_in_box(explanation.sap[index], box, explanation.crop)
+            sums["cosine"] += mass_in_box(explanation.cosine[index], box, explanation.crop)
+            sums["chance"] += visible_share(box, explanation.crop)
             count += 1
         overlaps += pairwise_overlaps(explanation.sap[1:len(image_objects) + 1].flatten(1))
     return {**{k: v / max(1, count) for k, v in sums.items()}, "overlap": sum(overlaps) / max(1, len(overlaps))}
@@ -114,31 +124,63 @@ def pairwise_overlaps(maps: torch.Tensor) -> list[float]:
     return [float(torch.minimum(maps[i], maps[j]).sum()) for i in range(len(maps)) for j in range(i + 1, len(maps))]
 
 
-def plot_relevance(image: Image.Image, explanation: Explanation, kind: MapKind = "sap", columns: int = 3):
-    """One panel per sentence: the map upsampled over the image, the sentence as the title."""
+def plot_relevance(image: Image.Image, explanation: Explanation, kind: MapKind = "sap", columns: int = 3,
+                   title: str | None = None):
+    """One panel per sentence: the map over the square the model saw, the margins its centre crop
+    cut away dimmed (dashed outline = the crop), the sentence as the panel title. ``title``
+    replaces the first suptitle line; the second always says how the map is placed."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import textwrap
 
+    if image.size != tuple(explanation.original_size):
+        raise ValueError(f"the explanation is for a {explanation.original_size[0]}x{explanation.original_size[1]} "
+                         f"image but a {image.width}x{image.height} one was given: plot the image that was explained")
     maps = explanation.map(kind)
+    x0, y0, x1, y1 = explanation.crop
     rows = -(-len(maps) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, sentence, heat in zip(axes.flat, explanation.sentences, maps):
-        ax.imshow(image)
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, extent=(0, image.width, image.height, 0), interpolation="bilinear")
+        ax.imshow(image, extent=(0, image.width, image.height, 0))  # pixel edges, as crop_box counts them
+        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, extent=(x0, x1, y1, y0), interpolation="bilinear")
+        _dim_outside(ax, explanation.crop, image.width, image.height)
+        ax.set_xlim(0, image.width)
+        ax.set_ylim(image.height, 0)
         ax.set_title("\n".join(textwrap.wrap(sentence, 36)), fontsize=8)
-    fig.suptitle(f"{kind} relevance per sentence · global score {explanation.global_score:.3f}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))  # leave room for the suptitle
+    title = title or f"{kind} relevance per sentence · global score {explanation.global_score:.3f}"
+    fig.suptitle(f"{title}\n{_placement_note(explanation.crop, image.width, image.height)}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))  # leave room for the two suptitle lines
     return fig
+
+
+def _placement_note(crop: Box, width: int, height: int) -> str:
+    if crop[0] <= 0.5 and crop[1] <= 0.5 and crop[2] >= width - 0.5 and crop[3] >= height - 0.5:
+        return "maps cover the whole image (the model saw all of it)"
+    return "maps cover only the centre square the model saw (dashed); dimmed margins were cropped away"
+
+
+def _dim_outside(ax, crop: Box, width: int, height: int) -> None:
+    """Darken the parts of the image outside ``crop`` and outline the crop."""
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = crop
+    margins = [(0, 0, x0, height), (x1, 0, width - x1, height), (x0, 0, x1 - x0, y0), (x0, y1, x1 - x0, height - y1)]
+    for left, top, w, h in margins:
+        if w > 0.5 and h > 0.5:
+            ax.add_patch(Rectangle((left, top), w, h, facecolor="black", alpha=0.6, linewidth=0))
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linestyle="--", linewidth=1))
 
 
 def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", kind: MapKind = "sap",
             model_name: str = "mulclip-tiny") -> Path:
     """Write the per-sentence relevance figure for one image and its long caption.
+
+    Non-square images: the model sees only the centre square of the image (its preprocessing
+    crops), so the maps are drawn over that square and the cropped margins are dimmed.
 
     Args:
         ckpt: a Lightning ``.ckpt`` from ``mulclip-pl fit``, or plain open_clip weights for ``model_name``.

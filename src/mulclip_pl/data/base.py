@@ -49,7 +49,8 @@ class BaseDataModule(L.LightningDataModule):
     """Transforms, tokenizer, loaders and bad-input policy shared by every corpus.
 
     Args:
-        batch_size: training batch per device; eval_batch_size: evaluation batch (default: same).
+        batch_size: training batch per device.
+        eval_batch_size: evaluation batch per device; None = batch_size.
         num_workers: loader worker processes.
         image_size: input resolution; None = the model's.
         train_augment: open_clip's train transform (random resized crop) instead of the eval one.

@@ -20,7 +20,14 @@ from mulclip_pl.data.records import LabeledImage, ProblemLog, report_overlap
 
 
 class GenericCaptions(BaseDataModule):
-    """Users' own jsonl/csv files (image, caption, optional summary, id); one file per split."""
+    """Users' own jsonl/csv files (image, caption, optional summary, id, negative); one file per split.
+
+    Args:
+        train_file: training captions (.jsonl or .csv); None = no training split.
+        val_file: validation captions; None = no validation.
+        test_file: test captions; None = no test split.
+        image_root: folder the image paths are relative to; None = each file's own folder.
+    """
 
     default_name = "generic"
 
@@ -38,7 +45,12 @@ class GenericCaptions(BaseDataModule):
 
 
 class DOCCI(HeldOutValMixin, BaseDataModule):
-    """DOCCI: train (9,647; ``val_fraction`` held out for validation) and test (5,000)."""
+    """DOCCI: train (9,647; ``val_fraction`` held out for validation) and test (5,000).
+
+    Args:
+        root: folder with docci_descriptions.jsonlines and images/.
+        val_fraction: share of train held out for validation, fixed by id hash; 0 = none.
+    """
 
     default_name = "docci"
 
@@ -56,7 +68,11 @@ class DOCCI(HeldOutValMixin, BaseDataModule):
 
 
 class Urban1K(BaseDataModule):
-    """Urban1K long-caption retrieval (1,000 pairs, evaluation only)."""
+    """Urban1K long-caption retrieval (1,000 pairs, evaluation only).
+
+    Args:
+        root: folder with image/ and caption/.
+    """
 
     default_name = "urban1k"
 
@@ -72,7 +88,12 @@ class Urban1K(BaseDataModule):
 
 
 class DCI(BaseDataModule):
-    """DCI long-caption retrieval; ``long_caption`` picks the documented caption recipe."""
+    """DCI long-caption retrieval.
+
+    Args:
+        root: folder with annotations/ and photos/ (and splits.json for train/val).
+        long_caption: how the long caption is built from DCI's annotations (see corpora/dci.py).
+    """
 
     default_name = "dci"
 
@@ -88,7 +109,14 @@ class DCI(BaseDataModule):
 
 
 class ShareGPT4V(BaseDataModule):
-    """ShareGPT4V json: a training slice and a disjoint evaluation slice (ShareGPT4V-1k by default)."""
+    """ShareGPT4V json: a training slice and a disjoint evaluation slice (ShareGPT4V-1k by default).
+
+    Args:
+        json_file: the Long-CLIP / ShareGPT4V caption json.
+        image_root: folder the json's image paths are relative to.
+        train_slice: Python slice of the json's entries used for training ("start:stop").
+        eval_slice: slice used for evaluation; an overlap with train_slice is reported.
+    """
 
     default_name = "sharegpt4v"
 
@@ -110,7 +138,13 @@ class ShareGPT4V(BaseDataModule):
 
 
 class _Karpathy(BaseDataModule):
-    """COCO / Flickr30K Karpathy test: ~5 captions per image."""
+    """COCO / Flickr30K Karpathy test: ~5 captions per image.
+
+    Args:
+        root: folder with the Karpathy json and the images.
+        json_file: the Karpathy json; None = ROOT/dataset_{coco,flickr30k}.json.
+        image_root: folder of the images; None = root.
+    """
 
     json_name = ""
 
@@ -147,6 +181,12 @@ class _Classification(BaseDataModule):
 
 
 class CIFAR10(_Classification):
+    """CIFAR-10 test set, zero-shot.
+
+    Args:
+        root: the python pickle release: cifar-10-batches-py/ (cifar-100-python/ for CIFAR100) or its parent.
+    """
+
     default_name = "cifar10"
 
     def __init__(self, root: str, **kwargs) -> None:
@@ -165,7 +205,12 @@ class CIFAR100(CIFAR10):
 
 
 class ImageFolder(_Classification):
-    """ImageNet-style folders (ImageNet-V2, ImageNet-O, ...): ``ROOT/<class>/<image>``."""
+    """Folders of images by class, ``ROOT/<class>/<image>``, for zero-shot classification.
+
+    Args:
+        root: the folder of class folders.
+        class_names_file: JSON {folder name: readable class name} (e.g. ImageNet wnids); None = folder names.
+    """
 
     default_name = "imagefolder"
 

@@ -5,6 +5,7 @@ import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong import generate
+from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
 from tests.data import fixtures
 
@@ -101,3 +102,16 @@ def test_a_missing_weights_file_is_one_line_naming_the_path(tmp_path):
               "--data.train_file", str(tmp_path / "x.jsonl")])
     message = str(exit_info.value.code)
     assert message.startswith("mulclip-pl: error: pretrained weights file not found") and "nope.pt" in message
+
+
+def test_testing_a_checkpoint_does_not_need_the_files_it_was_started_from(tmp_path, synth):
+    data = ["--data", "GenericCaptions", "--data.train_file", str(synth / "train.jsonl"), "--data.test_file",
+            str(synth / "test.jsonl"), "--data.batch_size", "4", "--data.num_workers", "0"]
+    start = tmp_path / "start.pt"
+    torch.save(MulCLIP(model_name=TEST_MODEL).backbone.clip.state_dict(), start)
+    main(["fit", *_common(tmp_path), *data, "--model.pretrained", str(start), "--trainer.max_steps", "1",
+          "--checkpoint.dirpath", str(tmp_path / "ckpt")])
+    start.unlink()  # e.g. a colleague's checkpoint, tested without their copy of the base weights
+    main(["test", *_common(tmp_path), *data, "--model.pretrained", str(start),
+          "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")])
+    assert json.loads(next(tmp_path.rglob("results.json")).read_text())["results"]["generic"]

@@ -43,7 +43,10 @@ class MulCLIPCLI(LightningCLI):
                             help="label of this model in the results table (default: model name and checkpoint)")
 
     def before_instantiate_classes(self) -> None:
-        unset = sorted(_placeholders(self.config.get(self.subcommand, {}).as_dict()))
+        config = self.config.get(self.subcommand, {})
+        if config.get("ckpt_path"):  # the weights come from the checkpoint: the start files are not read again
+            config.model.pretrained = config.model.init_from = None
+        unset = sorted(_placeholders(config.as_dict()))
         if unset:
             fixes = " ".join(f"--{key} ..." for key, _ in unset)
             self.parser.exit(2, "mulclip-pl: error: the config still holds placeholder paths; set them in the YAML "

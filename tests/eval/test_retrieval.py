@@ -66,3 +66,45 @@ def test_zero_shot_accuracy_known_answer():
     metric.update(logits, torch.tensor([0, 0, 2, 2]), torch.tensor([0, 1, 2, 2]))
     result = metric.compute()
     assert result["top1"] == pytest.approx(100 / 3) and result["top2"] == pytest.approx(100.0)
+
+
+def test_an_image_with_two_close_captions_still_ranks_first():
+    """COCO/Flickr have five captions per image: an image's *other* captions are not competitors.
+
+    Image 0's first caption is its worse one (another image's caption beats it); image 1 has the
+    same caption twice (an exact tie); image 2's first caption ties on images 0 and 2.
+    """
+    e = torch.eye(8)
+    images = e[:3]
+    texts = torch.stack([
+        F.normalize(e[0] + 1.2 * e[2], dim=0),  # image 0: 0.640 (image 2: 0.768)
+        F.normalize(e[0] + 0.1 * e[7], dim=0),  # image 0: 0.995
+        e[1], e[1],                             # image 1: 1.0 twice
+        F.normalize(e[2] + e[0], dim=0),        # image 2: 0.707 (image 0: 0.707, a tie)
+        e[2],                                   # image 2: 1.0
+    ])
+    owner = torch.tensor([0, 0, 1, 1, 2, 2])
+    for chunk_size in (1, 2048):  # chunks of one image exercise the column offset
+        r = recall_at_k(images, texts, owner, ks=(1, 2), chunk_size=chunk_size)
+        # i2t: every image's best own caption (0.995, 1.0, 1.0) beats every other image's caption.
+        assert r["i2t_R@1"] == 100.0
+        # t2i: captions 0 (image 2 wins) and 4 (pessimistic tie) rank 2nd; the other four 1st.
+        assert r["t2i_R@1"] == pytest.approx(400 / 6) and r["t2i_R@2"] == 100.0
+
+
+def test_metric_maps_multi_caption_images_arriving_out_of_order():
+    """Distributed samplers deliver images in any order: captions find their image by id, not position."""
+    g = torch.Generator().manual_seed(1)
+    images = F.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    texts = F.normalize(images.repeat_interleave(3, 0) + 0.9 * torch.randn(12, 8, generator=g), dim=-1)
+    owner = torch.arange(4).repeat_interleave(3)
+    expected = recall_at_k(images, texts, owner, ks=(1, 2))
+    assert 0 < expected["i2t_R@1"] < 100 and 0 < expected["t2i_R@1"] < 100  # a case where the mapping matters
+    image_id = torch.tensor([40, 10, 30, 20])  # ids need be neither positions nor in order (a held-out subset)
+    metric = RetrievalRecall(ks=(1, 2))
+    for batch in ([2, 0], [3, 1]):  # rank 0 and rank 1 of a 2-way shard, gathered
+        rows = torch.tensor(batch)
+        caps = torch.cat([torch.arange(3 * i, 3 * i + 3) for i in batch])
+        metric.update(images[rows], image_id[rows], texts[caps], 100 + caps, image_id[owner[caps]])
+    assert metric.compute() == expected
+

@@ -1,36 +1,67 @@
-"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights."""
+"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights, or as a
+Hugging Face transformers CLIP folder (``--format hf``, see ``export_hf.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from mulclip_pl.model.checkpoints import export_open_clip_dir
+from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config
 from mulclip_pl.trained import load_trained
 
+Format = Literal["open_clip", "pt", "safetensors", "hf"]
+FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
 
-def export(*, ckpt: str, out: str) -> Path:
-    """Write the CLIP towers (stretched positions, no training heads) as plain open_clip weights.
+
+def export(*, ckpt: str, out: str, format: Format | None = None) -> Path:
+    """Write the CLIP towers (stretched positions, no training heads) for use outside mulclip-pl.
 
     Args:
         ckpt: a Lightning checkpoint written by ``mulclip-pl fit``.
-        out: a folder (loads with ``open_clip.create_model_and_transforms('local-dir:OUT')``), or a
-            ``.pt`` / ``.safetensors`` file (loads with ``pretrained=OUT, force_context_length=248``).
+        out: where to write: a folder for ``open_clip`` and ``hf``, a file for ``pt`` and ``safetensors``.
+        format: ``open_clip`` (a folder: ``open_clip.create_model_and_transforms('local-dir:OUT')``,
+            also clip_benchmark's ``--model local-dir:OUT``); ``pt`` / ``safetensors`` (a file:
+            ``pretrained=OUT, force_context_length=248``); ``hf`` (a folder for transformers'
+            ``CLIPModel`` / ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
+            ``pip install 'mulclip-pl[hf]'``). Default: from the suffix of ``out`` (``.pt``,
+            ``.safetensors``, else ``open_clip``).
     """
+    target = Path(out)
+    fmt = resolve_format(target, format)
     module = load_trained(ckpt)
     clip, name = module.backbone.clip, module.hparams.model_name
-    target = Path(out)
-    if target.suffix in (".pt", ".safetensors"):
+    if fmt in ("pt", "safetensors"):
         target.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in clip.state_dict().items()}
-        if target.suffix == ".pt":
+        if fmt == "pt":
             torch.save(state, target)
         else:
             from safetensors.torch import save_file
 
             save_file(state, str(target))
+    elif fmt == "hf":
+        from mulclip_pl.export_hf import export_hf_dir
+
+        export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
     else:
         export_open_clip_dir(clip, name, target)
-    print(f"exported {name} ({clip.context_length} text positions) to {target}")
+    print(f"exported {name} ({clip.context_length} text positions) as {fmt} to {target}")
     return target
+
+
+def resolve_format(target: Path, format: str | None) -> str:
+    """The explicit ``format``, else the one ``target``'s suffix implies; a folder format with a
+    weights-file suffix is refused (it would write a folder named like a file)."""
+    implied = FILE_FORMATS.get(target.suffix)
+    if format is None:
+        return implied or "open_clip"
+    if format not in ("open_clip", "pt", "safetensors", "hf"):
+        raise ValueError(f"export format must be open_clip, pt, safetensors or hf, got {format!r}")
+    if format in ("open_clip", "hf") and implied:
+        raise ValueError(
+            f"--format {format} writes a folder, but --out {target} ends in {target.suffix}; "
+            f"pass a folder path, or --format {implied} for a single weights file"
+        )
+    return format

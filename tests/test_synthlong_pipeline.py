@@ -37,7 +37,16 @@ def test_two_stage_demo_runs_through_the_cli_and_scores_hard_negatives(tmp_path,
               "--trainer.default_root_dir", str(tmp_path / "test" / stage)])
     scored = json.loads((tmp_path / "test" / "stage2" / "results.json").read_text())
     assert scored["model"] == "stage2"
-    assert set(scored["results"]["synthlong"]) >= {"i2t_R@1", "t2i_R@1", "hard_negative_acc"}
+    results = scored["results"]
+    assert set(results["synthlong"]) >= {"i2t_R@1", "t2i_R@1", "hard_negative_acc"}
+    kinds = [f"synthlong_{k}" for k in ("colour", "shape", "size", "binding", "position", "count", "absent",
+                                        "top1_of_2", "top1_of_6", "top1_of_11")]
+    assert all(list(results[name]) == ["hard_negative_acc"] for name in kinds)  # no repeated R@K rows
+    # 12 test images: each accuracy is a multiple of 100/12, and more negatives can only make top-1 harder
+    assert all(abs(results[name]["hard_negative_acc"] * 12 / 100 - round(results[name]["hard_negative_acc"] * 12 / 100))
+               < 1e-4 for name in kinds)
+    assert (results["synthlong_top1_of_2"]["hard_negative_acc"] >= results["synthlong_top1_of_6"]["hard_negative_acc"]
+            >= results["synthlong_top1_of_11"]["hard_negative_acc"])
     main(["report", str(tmp_path / "test"), "--out", str(tmp_path / "results.md")])
     table = (tmp_path / "results.md").read_text()
     assert "| stage1 | synthlong | 1 |" in table and "| stage2 | synthlong | 1 |" in table

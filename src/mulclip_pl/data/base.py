@@ -43,6 +43,7 @@ class EvalSet:
     dataset: Dataset
     class_names: list[str] = field(default_factory=list)
     hard_negatives: bool = False  # retrieval items carry ``negatives``: hard-negative accuracy is scored
+    recall: bool = True  # retrieval sets: also score R@K (off for extra views of one set's images)
 
 
 class BaseDataModule(L.LightningDataModule):

@@ -3,128 +3,28 @@
 Each image holds 2-6 objects on a 3x3 grid; each object has a shape, colour, size, texture and
 grid position. The long caption has one detailed sentence per object (shuffled), long enough
 that a 77-token model loses the later ones; the summary names the objects without attributes.
-Evaluation records carry a hard negative: the caption with exactly one attribute of one object
-changed. Everything is written in the generic jsonl format, so the real loaders read it;
-``SynthLong`` (at the end) is its datamodule.
+Evaluation records carry hard negatives: ``negative``, the caption with exactly one attribute of
+one object changed, and ``negatives``, one per kind (synthlong_negatives.py). Everything is
+written in the generic jsonl format, so the real loaders read it; ``SynthLong`` (at the end) is
+its datamodule, and scores every kind.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
+from mulclip_pl.data.base import EvalSet
 from mulclip_pl.data.corpus_modules import GenericCaptions
+from mulclip_pl.data.datasets import RetrievalDataset
+from mulclip_pl.data.synthlong_negatives import KINDS, MIXED_SIZES, negatives_by_kind
+from mulclip_pl.data.synthlong_scenes import caption, perturb, random_scene, render, summary
 
-SHAPES = ("circle", "square", "triangle", "cross")
-COLOURS = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 80, 230), "yellow": (235, 220, 50),
-    "purple": (150, 60, 200), "orange": (245, 140, 30), "white": (245, 245, 245), "cyan": (40, 210, 220),
-}
-SIZES = {"small": 0.28, "large": 0.45}  # radius as a fraction of the grid cell
-TEXTURES = ("solid", "striped", "outlined")
-ROWS, COLS = ("top", "middle", "bottom"), ("left", "center", "right")
-ATTRIBUTES = ("shape", "colour", "size", "texture", "position")
 # Held-out splits are large so that evaluation noise stays below seed-to-seed spread: hard-negative
 # accuracy near 70% has a standard error of ~1 point on 2000 pairs (3.2 on 200).
 SPLITS = {"train": 2000, "val": 1000, "test": 2000}
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    shape: str
-    colour: str
-    size: str
-    texture: str
-    row: int
-    col: int
-
-    @property
-    def position(self) -> str:
-        return "center" if (self.row, self.col) == (1, 1) else f"{ROWS[self.row]} {COLS[self.col]}"
-
-    def box(self, image_size: int) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) pixel box of the object."""
-        cell = image_size / 3
-        cx, cy, r = (self.col + 0.5) * cell, (self.row + 0.5) * cell, SIZES[self.size] * cell
-        return round(cx - r), round(cy - r), round(cx + r), round(cy + r)
-
-
-def describe(obj: SceneObject, variant: int) -> str:
-    """One detailed sentence about one object (several phrasings, all naming every attribute)."""
-    texture = {"solid": "a solid fill", "striped": "horizontal stripes", "outlined": "only its outline drawn"}[obj.texture]
-    templates = (
-        f"In the {obj.position} of the picture there is a {obj.size} {obj.colour} {obj.shape} with {texture}.",
-        f"A {obj.size} {obj.colour} {obj.shape} with {texture} can be seen in the {obj.position} of the image.",
-        f"The {obj.position} part of the scene shows a {obj.size} {obj.shape}, coloured {obj.colour}, with {texture}.",
-    )
-    return templates[variant % len(templates)]
-
-
-def summary(objects: list[SceneObject]) -> str:
-    names = [f"a {o.shape}" for o in objects]
-    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-    return f"A picture of {listed}."
-
-
-def caption(objects: list[SceneObject], variants: list[int]) -> str:
-    intro = f"This synthetic scene shows {len(objects)} objects on a plain grey background."
-    return " ".join([intro, *(describe(o, v) for o, v in zip(objects, variants))])
-
-
-def random_scene(rng: random.Random) -> list[SceneObject]:
-    cells = rng.sample([(r, c) for r in range(3) for c in range(3)], rng.randint(2, 6))
-    return [
-        SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)), rng.choice(TEXTURES), r, c)
-        for r, c in cells
-    ]
-
-
-def perturb(objects: list[SceneObject], rng: random.Random) -> list[SceneObject]:
-    """Change exactly one attribute of one object (a hard negative)."""
-    index, attribute = rng.randrange(len(objects)), rng.choice(ATTRIBUTES)
-    obj = objects[index]
-    if attribute == "position":
-        free = [(r, c) for r in range(3) for c in range(3) if all((o.row, o.col) != (r, c) for o in objects)]
-        row, col = rng.choice(free)
-        new = replace(obj, row=row, col=col)
-    else:
-        choices = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES), "texture": TEXTURES}[attribute]
-        new = replace(obj, **{attribute: rng.choice([c for c in choices if c != getattr(obj, attribute)])})
-    return [new if i == index else o for i, o in enumerate(objects)]
-
-
-def render(objects: list[SceneObject], image_size: int, rng: random.Random) -> Image.Image:
-    grey = rng.randint(90, 130)
-    image = Image.new("RGB", (image_size, image_size), (grey, grey, grey))
-    draw = ImageDraw.Draw(image)
-    for obj in objects:
-        _draw_object(draw, obj, image_size)
-    return image
-
-
-def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, image_size: int) -> None:
-    x0, y0, x1, y1 = obj.box(image_size)
-    colour = COLOURS[obj.colour]
-    fill = None if obj.texture == "outlined" else colour
-    width = max(1, image_size // 40)
-    if obj.shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=fill, outline=colour, width=width)
-    elif obj.shape == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=fill, outline=colour, width=width)
-    elif obj.shape == "triangle":
-        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill, outline=colour, width=width)
-    else:
-        third = (x1 - x0) / 3
-        for box in ((x0 + third, y0, x1 - third, y1), (x0, y0 + third, x1, y1 - third)):
-            draw.rectangle(box, fill=fill, outline=colour, width=width)
-    if obj.texture == "striped":
-        step = max(2, (y1 - y0) // 4)
-        for y in range(y0 + step // 2, y1, step):
-            draw.line((x0, y, x1, y), fill=(30, 30, 30), width=width)
 
 
 def generate(out_dir: str | Path, image_size: int = 64, seed: int = 0, sizes: dict[str, int] | None = None) -> Path:
@@ -135,22 +35,32 @@ def generate(out_dir: str | Path, image_size: int = 64, seed: int = 0, sizes: di
         rng = random.Random(seed * 1000 + split_index)
         with (out / f"{split}.jsonl").open("w") as handle:
             for i in range(count):
-                handle.write(json.dumps(_example(out, split, i, image_size, rng)) + "\n")
-    (out / "DONE").write_text(json.dumps({"image_size": image_size, "seed": seed, "sizes": sizes or SPLITS}))
+                negatives_rng = random.Random(f"{seed}/{split}/{i}")  # its own stream: the scenes stay as they were
+                handle.write(json.dumps(_example(out, split, i, image_size, rng, negatives_rng)) + "\n")
+    (out / "DONE").write_text(json.dumps(_settings(image_size, seed, sizes or SPLITS)))
     return out
 
 
-def _example(out: Path, split: str, i: int, image_size: int, rng: random.Random) -> dict:
+def _settings(image_size: int, seed: int, sizes: dict[str, int]) -> dict:
+    """What a generated copy depends on (``negatives``: the version of the hard-negative kinds)."""
+    return {"image_size": image_size, "seed": seed, "sizes": sizes, "negatives": 2}
+
+
+def _example(out: Path, split: str, i: int, image_size: int, rng: random.Random,
+             negatives_rng: random.Random) -> dict:
     objects = random_scene(rng)
     rng.shuffle(objects)
     variants = [rng.randrange(3) for _ in objects]
     name = f"images/{split}_{i:05d}.png"
     render(objects, image_size, rng).save(out / name)
-    return {
+    record = {
         "id": f"{split}_{i:05d}", "image": name, "caption": caption(objects, variants), "summary": summary(objects),
         "negative": caption(perturb(objects, rng), variants),
         "objects": [{**asdict(o), "position": o.position, "box": o.box(image_size)} for o in objects],
     }
+    if split != "train":
+        record["negatives"] = negatives_by_kind(objects, variants, negatives_rng)
+    return record
 
 
 def ensure_generated(out_dir: str | Path, image_size: int = 64, seed: int = 0) -> Path:
@@ -158,8 +68,7 @@ def ensure_generated(out_dir: str | Path, image_size: int = 64, seed: int = 0) -
     out = Path(out_dir)
     marker = out / "DONE"
     if marker.is_file():
-        written = json.loads(marker.read_text())
-        if (written.get("image_size"), written.get("seed"), written.get("sizes")) == (image_size, seed, SPLITS):
+        if json.loads(marker.read_text()) == _settings(image_size, seed, SPLITS):
             return out
     return generate(out, image_size, seed)
 
@@ -167,23 +76,28 @@ def ensure_generated(out_dir: str | Path, image_size: int = 64, seed: int = 0) -
 class SynthLong(GenericCaptions):
     """The procedural demo set as an ordinary datamodule: generated into ``root`` on first use.
 
-    Val and test records carry their hard negative, so ``mulclip-pl test`` reports
-    ``hard_negative_acc`` next to R@K.
+    ``mulclip-pl test`` / ``validate`` report, on the held-out split: ``synthlong`` (R@K and
+    ``hard_negative_acc`` against one attribute change), one row per hard-negative kind
+    (``synthlong_colour``, ``_binding``, ...: the positive against that kind's negative) and
+    ``synthlong_top1_of_{2,6,11}`` (the positive against 1, 5 or 10 mixed negatives).
 
     Args:
         root: where the data set is generated (and found again: generation is skipped when the
             same settings were already written there).
         image_px: side of the generated square images.
         generation_seed: seed of the scenes; another seed gives another data set.
+        negative_kinds: also score every hard-negative kind (one extra pass over the images each).
     """
 
     default_name = "synthlong"
 
-    def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0, **kwargs) -> None:
+    def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0,
+                 negative_kinds: bool = True, **kwargs) -> None:
         root_path = Path(root)
         super().__init__(train_file=str(root_path / "train.jsonl"), val_file=str(root_path / "val.jsonl"),
                          test_file=str(root_path / "test.jsonl"), **kwargs)
         self.root, self.image_px, self.generation_seed = root_path, image_px, generation_seed
+        self.negative_kinds = negative_kinds
 
     def prepare_data(self) -> None:
         ensure_generated(self.root, self.image_px, self.generation_seed)
@@ -191,3 +105,19 @@ class SynthLong(GenericCaptions):
     def setup(self, stage: str | None = None) -> None:
         ensure_generated(self.root, self.image_px, self.generation_seed)  # also when used outside a Trainer
         super().setup(stage)
+
+    def build_eval_sets(self, split):
+        sets = super().build_eval_sets(split)
+        if not sets or not self.negative_kinds:
+            return sets
+        records = sets[0].dataset.records
+        by_id = {row["id"]: row["negatives"] for row in map(json.loads, Path(self.files[split]).read_text().splitlines())
+                 if row.get("negatives")}
+        views = {f"{self.name}_{kind}": [by_id[r.id][kind] for r in records] for kind in KINDS}
+        views.update({f"{self.name}_top1_of_{n + 1}": [by_id[r.id]["mixed"][:n] for r in records] for n in MIXED_SIZES})
+        transform, tokenizer, policy = self.transform(train=False), self.tokenizer(), self._policy(split)
+        for name, negatives in views.items():
+            view = [replace(record, negatives=tuple(n)) for record, n in zip(records, negatives)]
+            sets.append(EvalSet(name, "retrieval", RetrievalDataset(view, transform, tokenizer, policy),
+                                hard_negatives=True, recall=False))
+        return sets

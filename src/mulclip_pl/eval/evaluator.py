@@ -39,7 +39,8 @@ class Evaluator(nn.Module):
         for spec in self.sets:
             group = nn.ModuleDict()
             if spec.kind == "retrieval":
-                group["retrieval"] = RetrievalRecall()
+                if spec.recall:
+                    group["retrieval"] = RetrievalRecall()
                 if spec.hard_negatives:
                     group["hard_negatives"] = HardNegativeAccuracy()
             else:
@@ -56,7 +57,8 @@ class Evaluator(nn.Module):
             group["zeroshot"].update(image_emb @ self.class_weights[spec.name].T, batch["label"], batch["index"])
             return
         text_emb = encode_text(batch["captions"])
-        group["retrieval"].update(image_emb, batch["index"], text_emb, batch["caption_index"], batch["caption_image"])
+        if "retrieval" in group:
+            group["retrieval"].update(image_emb, batch["index"], text_emb, batch["caption_index"], batch["caption_image"])
         if "hard_negatives" in group:
             negatives = batch["negatives"]  # (B, N, L): altered copies of each image's first caption
             negative_emb = encode_text(negatives.flatten(0, 1)).view(*negatives.shape[:2], -1)

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
 from mulclip_pl.data.records import DataError
 from mulclip_pl.eval.report import markdown_table, write_results
+from mulclip_pl.export import ExportError
 from mulclip_pl.model.checkpoints import PretrainedWeightsError
 from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
@@ -30,7 +31,7 @@ TOOLS = {
 }
 PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs
 # Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
-USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, FileNotFoundError)
+USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError)
 _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a note on our own (safe) saving
 
 

@@ -44,11 +44,18 @@ def export(*, ckpt: str, out: str, format: Format | None = None) -> Path:
     elif fmt == "hf":
         from mulclip_pl.export_hf import export_hf_dir
 
-        export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
+        try:
+            export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
+        except ImportError as exc:  # transformers is an optional extra
+            raise ExportError(str(exc)) from exc
     else:
         export_open_clip_dir(clip, name, target)
     print(f"exported {name} ({clip.context_length} text positions) as {fmt} to {target}")
     return target
+
+
+class ExportError(ValueError):
+    """The export cannot be written as asked (format, path or a missing optional package)."""
 
 
 def resolve_format(target: Path, format: str | None) -> str:
@@ -58,9 +65,9 @@ def resolve_format(target: Path, format: str | None) -> str:
     if format is None:
         return implied or "open_clip"
     if format not in ("open_clip", "pt", "safetensors", "hf"):
-        raise ValueError(f"export format must be open_clip, pt, safetensors or hf, got {format!r}")
+        raise ExportError(f"export format must be open_clip, pt, safetensors or hf, got {format!r}")
     if format in ("open_clip", "hf") and implied:
-        raise ValueError(
+        raise ExportError(
             f"--format {format} writes a folder, but --out {target} ends in {target.suffix}; "
             f"pass a folder path, or --format {implied} for a single weights file"
         )

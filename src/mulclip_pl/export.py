@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mulclip_pl.model.checkpoints import export_open_clip_dir
+from mulclip_pl.model.checkpoints import export_open_clip_dir, plain_open_clip_state
 from mulclip_pl.trained import load_trained
 
 
@@ -23,7 +23,7 @@ def export(*, ckpt: str, out: str) -> Path:
     target = Path(out)
     if target.suffix in (".pt", ".safetensors"):
         target.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in clip.state_dict().items()}
+        state = plain_open_clip_state(clip)  # one merged position table, as open_clip expects
         if target.suffix == ".pt":
             torch.save(state, target)
         else:

@@ -16,7 +16,7 @@ from mulclip_pl.eval.evaluator import Evaluator
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
-from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT
+from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
@@ -52,6 +52,9 @@ class MulCLIP(L.LightningModule):
             Weights only: optimizer, schedule and epoch start fresh (use --ckpt_path to resume a run).
         context_length: text positions after Long-CLIP's stretch (77 = no stretch).
         keep_positions: leading positions the stretch keeps unchanged (Long-CLIP: 20).
+        position_scheme: how the stretched text positions train: 'longclip' (Long-CLIP's code:
+            positions < keep_positions read a frozen copy and never move, the rest a trainable
+            one) or 'single' (one trainable table). Exports hold one merged table either way.
         preset: which objectives run: full, global_only, no_wpr or no_sap (docs/METHOD.md §6).
         long_weight: weight of L(v_cls, t_long) inside the global loss (paper: 1).
         short_weight: weight of L(v_cls, t_short) inside the global loss (paper: 0.5).
@@ -80,6 +83,7 @@ class MulCLIP(L.LightningModule):
         init_from: str | None = None,
         context_length: int = LONG_CONTEXT,
         keep_positions: int = KEEP_POSITIONS,
+        position_scheme: PositionScheme = "longclip",
         preset: Preset = "full",
         long_weight: float = 1.0,
         short_weight: float = 0.5,
@@ -106,7 +110,8 @@ class MulCLIP(L.LightningModule):
         start = read_lightning_checkpoint(init_from) if init_from else None
         try:
             clip = build_clip(model_name, pretrained, context_length, keep_positions,
-                              state=_prefixed(start, "backbone.clip."), source=init_from)
+                              state=_prefixed(start, "backbone.clip."), source=init_from,
+                              position_scheme=position_scheme)
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
         self.backbone = ClipBackbone(clip)

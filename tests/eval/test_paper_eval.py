@@ -1,7 +1,6 @@
 """configs/paper/eval.yaml builds every set the paper reports; FG-OVD and ImageNet-O run through `mulclip-pl test`."""
 
 import json
-from pathlib import Path
 
 import lightning as L
 import pytest

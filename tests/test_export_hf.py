@@ -9,7 +9,7 @@ from PIL import Image
 
 from mulclip_pl.cli import main
 from mulclip_pl.export import resolve_format
-from mulclip_pl.model.checkpoints import open_clip_config
+from mulclip_pl.model.checkpoints import open_clip_config, plain_open_clip_state
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
@@ -62,8 +62,8 @@ def test_transformers_clip_gives_mulclip_embeddings(exported):
     tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
     processor = transformers.CLIPImageProcessor.from_pretrained(folder)
     assert model.config.text_config.max_position_embeddings == 248 and tokenizer.model_max_length == 248
-    torch.testing.assert_close(model.text_model.embeddings.position_embedding.weight,
-                               module.backbone.clip.positional_embedding.detach())  # the stretched table
+    torch.testing.assert_close(model.text_model.embeddings.position_embedding.weight,  # the stretched, merged table
+                               plain_open_clip_state(module.backbone.clip)["positional_embedding"])
     images = _images(3)
     inputs = tokenizer(CAPTIONS, padding=True, truncation=True, return_tensors="pt")
     pixels = processor(images=images, return_tensors="pt").pixel_values

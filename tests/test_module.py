@@ -59,7 +59,7 @@ def test_every_term_falls_on_learnable_data(batch):
     optimizer = torch.optim.AdamW(module.parameters(), lr=2e-3)
     with torch.no_grad():
         start = {k: v.item() for k, v in module.compute_losses(batch).terms.items()}
-    for _ in range(40):
+    for _ in range(60):  # WPR sits on a symmetric plateau (ln Ns) for ~40 steps before it falls
         optimizer.zero_grad()
         module.compute_losses(batch).total.backward()
         optimizer.step()

@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config
+from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config, plain_open_clip_state
 from mulclip_pl.trained import load_trained
 
 Format = Literal["open_clip", "pt", "safetensors", "hf"]
@@ -34,7 +34,7 @@ def export(*, ckpt: str, out: str, format: Format | None = None) -> Path:
     clip, name = module.backbone.clip, module.hparams.model_name
     if fmt in ("pt", "safetensors"):
         target.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in clip.state_dict().items()}
+        state = plain_open_clip_state(clip)  # one merged position table, as open_clip expects
         if fmt == "pt":
             torch.save(state, target)
         else:

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mulclip_pl.model.checkpoints import plain_open_clip_state
+
 # open_clip spells its special tokens differently from the OpenAI / transformers vocabulary.
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 # Padding with EOT, as OpenAI's transformers release does. open_clip pads with id 0 ("!"), but "!" as a
@@ -115,7 +117,7 @@ def _activation(mlp: nn.Module) -> str:
 
 def convert_state_dict(clip: nn.Module) -> dict[str, torch.Tensor]:
     """open_clip ``CLIP.state_dict()`` -> transformers ``CLIPModel`` names; every tensor placed once."""
-    src = {k: v.detach().float().contiguous().cpu() for k, v in clip.state_dict().items()}
+    src = {k: v.float() for k, v in plain_open_clip_state(clip).items()}  # Long-CLIP's two tables merged
     used: set[str] = set()
 
     def take(name: str) -> torch.Tensor:

@@ -16,7 +16,7 @@ from mulclip_pl.eval.evaluator import Evaluator
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
-from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT
+from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
 PRESETS_WITH_WPR = ("full", "no_sap")  # presets whose loss includes lambda_word * L_word
 PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
+Calibration = Literal["both", "image", "none"]  # which WPR inputs go through an LTC head
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,6 +53,9 @@ class MulCLIP(L.LightningModule):
             Weights only: optimizer, schedule and epoch start fresh (use --ckpt_path to resume a run).
         context_length: text positions after Long-CLIP's stretch (77 = no stretch).
         keep_positions: leading positions the stretch keeps unchanged (Long-CLIP: 20).
+        position_scheme: how the stretched text positions train: 'longclip' (Long-CLIP's code:
+            positions < keep_positions read a frozen copy and never move, the rest a trainable
+            one) or 'single' (one trainable table). Exports hold one merged table either way.
         preset: which objectives run: full, global_only, no_wpr or no_sap (docs/METHOD.md §6).
         long_weight: weight of L(v_cls, t_long) inside the global loss (paper: 1).
         short_weight: weight of L(v_cls, t_short) inside the global loss (paper: 0.5).
@@ -60,6 +64,9 @@ class MulCLIP(L.LightningModule):
         lambda_sub: weight of subcaption-aggregated patch alignment (SAP) in the total.
         calibrated_tokens: calibrated tokens per modality; None = 20% of the patch count.
         calibration_hidden_ratio: width of the calibration MLP as a fraction of the embedding size.
+        calibration: which local tokens WPR sees through a Local Token Calibration head: 'both'
+            (the paper), 'image' (word tokens enter WPR raw, padding masked: no text head) or
+            'none' (raw patches and raw words: no heads). The last two are reviewer ablations.
         tau_r: WPR temperature of the word-to-patch attention that reconstructs tokens.
         tau_w: WPR temperature of the matching between tokens and their reconstructions.
         tau_s: SAP temperature of the sentence-to-patch aggregation weights.
@@ -80,6 +87,7 @@ class MulCLIP(L.LightningModule):
         init_from: str | None = None,
         context_length: int = LONG_CONTEXT,
         keep_positions: int = KEEP_POSITIONS,
+        position_scheme: PositionScheme = "longclip",
         preset: Preset = "full",
         long_weight: float = 1.0,
         short_weight: float = 0.5,
@@ -88,6 +96,7 @@ class MulCLIP(L.LightningModule):
         lambda_sub: float = 1.0,
         calibrated_tokens: int | None = None,
         calibration_hidden_ratio: float = 0.2,
+        calibration: Calibration = "both",
         tau_r: float = 0.07,
         tau_w: float = 0.07,
         tau_s: float = 0.07,
@@ -105,11 +114,11 @@ class MulCLIP(L.LightningModule):
         _validate_hparams(self.hparams)
         start = read_lightning_checkpoint(init_from) if init_from else None
         try:
-            clip = build_clip(model_name, pretrained, context_length, keep_positions,
-                              state=_prefixed(start, "backbone.clip."), source=init_from)
+            self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions,
+                                                    state=_prefixed(start, "backbone.clip."), source=init_from,
+                                                    position_scheme=position_scheme))
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
-        self.backbone = ClipBackbone(clip)
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
@@ -117,8 +126,10 @@ class MulCLIP(L.LightningModule):
         num_cal = calibrated_tokens or max(1, round(0.2 * self.backbone.num_patches))
         dim = self.backbone.embed_dim
         # Training-only heads (docs/METHOD.md §7): absent from inference and export.
-        self.image_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if self.use_wpr else None
-        self.text_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if self.use_wpr else None
+        with_image_head = self.use_wpr and calibration in ("both", "image")
+        with_text_head = self.use_wpr and calibration == "both"
+        self.image_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if with_image_head else None
+        self.text_calibration = TokenCalibration(dim, num_cal, calibration_hidden_ratio) if with_text_head else None
         self.sap_top_k = (
             max(1, round(sap_top_k_fraction * self.backbone.num_patches)) if sap_top_k_fraction else None
         )
@@ -182,9 +193,11 @@ class MulCLIP(L.LightningModule):
         terms["global"] = hp.long_weight * terms["global_long"] + hp.short_weight * terms["global_short"]
         total = hp.lambda_global * terms["global"]
         if self.use_wpr:
-            v_cal = self.image_calibration(v_loc)
-            t_cal = self.text_calibration(F.normalize(long.t_tokens, dim=-1), long.word_mask)
-            wpr = word_patch_reconstruction_loss(v_cal, t_cal, hp.tau_r, hp.tau_w)
+            words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
+            v_cal = v_loc if self.image_calibration is None else self.image_calibration(v_loc)
+            if self.text_calibration is not None:
+                words, t_mask = self.text_calibration(words, t_mask), None
+            wpr = word_patch_reconstruction_loss(v_cal, words, hp.tau_r, hp.tau_w, t_mask)
             terms.update(word=wpr.total, word_image=wpr.image, word_text=wpr.text)
             total = total + hp.lambda_word * wpr.total
         if self.use_sap:
@@ -288,7 +301,7 @@ class MulCLIP(L.LightningModule):
                                self.device)
 
     def _eval_step(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
-        self.evaluator.update(batch, dataloader_idx, self.encode_image, self.encode_text)
+        self.evaluator.update(batch, dataloader_idx, self.encode_image, self.encode_text, self.backbone.encode_image)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
@@ -336,6 +349,8 @@ def _validate_hparams(hp: Any) -> None:
         (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.long_weight, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
         (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
         (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
+        (hp.calibration in ("both", "image", "none"), "model.calibration", "must be 'both', 'image' or 'none'"),
+        (hp.position_scheme in ("longclip", "single"), "model.position_scheme", "must be 'longclip' or 'single'"),
         (not (hp.pretrained and hp.init_from), "model.init_from", "replaces model.pretrained; set only one of them"),
     ]
     for ok, key, why in checks:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mulclip_pl.data.base import BaseDataModule, EvalSet, HeldOutValMixin
-from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder
+from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder, read_imagenet
 from mulclip_pl.data.corpora.dci import LongCaptionRecipe, read_dci
 from mulclip_pl.data.corpora.docci import read_docci
 from mulclip_pl.data.corpora.generic import read_generic
@@ -205,11 +205,11 @@ class CIFAR100(CIFAR10):
 
 
 class ImageFolder(_Classification):
-    """Folders of images by class, ``ROOT/<class>/<image>``, for zero-shot classification.
+    """Any ``ROOT/<class>/<image>`` folders, classes in sorted folder order (ImageNet sets: see ImageNet*).
 
     Args:
         root: the folder of class folders.
-        class_names_file: JSON {folder name: readable class name} (e.g. ImageNet wnids); None = folder names.
+        class_names_file: JSON {folder name: readable class name}; None = folder names.
     """
 
     default_name = "imagefolder"
@@ -220,3 +220,32 @@ class ImageFolder(_Classification):
 
     def read_items(self):
         return read_image_folder(self.root, self.class_names_file)
+
+
+class ImageNet(_Classification):
+    """ImageNet-1k validation (50,000 images) in wnid folders ``ROOT/n01440764/*.JPEG``; 1000 classes.
+
+    Args:
+        root: the folder holding the class folders (wnids; ImageNet-V2: 0..999).
+    """
+
+    default_name, layout, subset = "imagenet", "wnid", False
+
+    def __init__(self, root: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+
+    def read_items(self):
+        return read_imagenet(self.root, self.layout, type(self).__name__, self.subset)
+
+
+class ImageNetV2(ImageNet):
+    """ImageNet-V2 (matched-frequency, 10,000 images): folders ``ROOT/0`` ... ``ROOT/999`` by class index."""
+
+    default_name, layout = "imagenet_v2", "index"
+
+
+class ImageNetO(ImageNet):
+    """ImageNet-O (2,000 images): 200 wnid folders, scored over those 200 classes only."""
+
+    default_name, subset = "imagenet_o", True

@@ -2,8 +2,10 @@
 
 A datamodule lists its evaluation sets (``eval_sets(stage)``); the ``Evaluator`` builds one
 metric group per set (retrieval R@K, plus hard-negative accuracy where the set has negatives;
-zero-shot top-1/top-5 with prompt-ensembled class embeddings), updates it batch by batch and
-returns plain floats per set. The LightningModule only forwards batches and logs the result.
+zero-shot top-1/top-5 with prompt-ensembled class embeddings; for ``boxes`` sets such as FG-OVD,
+hard-negative accuracy of each box against its positive and negative captions), updates it
+batch by batch and returns plain floats per set. The LightningModule only forwards batches and
+logs the result.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import torch
 from torch import nn
 
 from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy
+from mulclip_pl.eval.regions import box_embeddings
 from mulclip_pl.eval.retrieval import RetrievalRecall
 from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
 from mulclip_pl.model.long_text import LongTextTokenizer
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
+PatchEncoder = Callable[[torch.Tensor], Any]  # images -> features with ``v_loc`` (B, P, d), e.g. ClipBackbone.encode_image
 
 
 class Evaluator(nn.Module):
@@ -43,15 +47,21 @@ class Evaluator(nn.Module):
                     group["retrieval"] = RetrievalRecall()
                 if spec.hard_negatives:
                     group["hard_negatives"] = HardNegativeAccuracy()
+            elif spec.kind == "boxes":
+                group["hard_negatives"] = HardNegativeAccuracy()
             else:
                 self.class_weights[spec.name] = build_zeroshot_classifier(encode_text, tokenizer, spec.class_names, device)
                 group["zeroshot"] = ZeroShotAccuracy()
             self.metrics[spec.name] = group.to(device)
 
     def update(self, batch: dict[str, torch.Tensor], dataloader_idx: int, encode_image: Encoder,
-               encode_text: Encoder) -> None:
+               encode_text: Encoder, encode_patches: PatchEncoder | None = None) -> None:
+        """``encode_patches`` is needed only by box sets that pool patch tokens (FG-OVD roi mode)."""
         spec = self.sets[dataloader_idx]
         group = self.metrics[spec.name]
+        if spec.kind == "boxes":
+            self._update_boxes(batch, group, encode_image, encode_text, encode_patches)
+            return
         image_emb = encode_image(batch["image"])
         if spec.kind != "retrieval":
             group["zeroshot"].update(image_emb @ self.class_weights[spec.name].T, batch["label"], batch["index"])
@@ -64,6 +74,20 @@ class Evaluator(nn.Module):
             negative_emb = encode_text(negatives.flatten(0, 1)).view(*negatives.shape[:2], -1)
             group["hard_negatives"].update(image_emb, text_emb[_first_caption(batch["caption_image"])],
                                            negative_emb, batch["index"])
+
+    @staticmethod
+    def _update_boxes(batch: dict[str, torch.Tensor], group: nn.ModuleDict, encode_image: Encoder,
+                      encode_text: Encoder, encode_patches: PatchEncoder | None) -> None:
+        """One box per item against its captions ``texts`` (B, 1 + N, L), the positive first."""
+        texts = batch["texts"]
+        text_emb = encode_text(texts.flatten(0, 1)).view(*texts.shape[:2], -1)
+        if "box" in batch:  # roi: patch tokens of the whole image, pooled inside the box
+            if encode_patches is None:
+                raise ValueError("this box set pools patch tokens (box_features='roi'); pass encode_patches")
+            image_emb = box_embeddings(encode_patches(batch["image"]).v_loc, batch["box"])
+        else:  # crop: the box was cut out and is encoded as an image
+            image_emb = encode_image(batch["image"])
+        group["hard_negatives"].update(image_emb, text_emb[:, 0], text_emb[:, 1:], batch["index"])
 
     def compute(self) -> dict[str, dict[str, float]]:
         """Per set, every metric as a float; metrics are reset for the next pass."""

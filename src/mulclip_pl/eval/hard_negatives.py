@@ -17,9 +17,10 @@ def hard_negative_hits(image_emb: torch.Tensor, positive_emb: torch.Tensor, nega
     """(B, d), (B, d), (B, N, d) or (B, d) -> (B,) bool: positive strictly above every negative."""
     if negative_emb.ndim == 2:
         negative_emb = negative_emb[:, None]
-    positive = (image_emb * positive_emb).sum(-1)
-    negative = torch.einsum("bd,bnd->bn", image_emb, negative_emb)
-    return positive > negative.amax(dim=1)
+    # One op for all scores: a separate sum and einsum round differently, and a negative equal
+    # to the positive would then win or lose by rounding instead of tying.
+    scores = (image_emb[:, None, :] * torch.cat([positive_emb[:, None], negative_emb], dim=1)).sum(-1)  # (B, 1 + N)
+    return scores[:, 0] > scores[:, 1:].amax(dim=1)
 
 
 def hard_negative_accuracy(image_emb: torch.Tensor, positive_emb: torch.Tensor, negative_emb: torch.Tensor) -> float:

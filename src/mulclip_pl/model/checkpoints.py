@@ -19,7 +19,10 @@ from open_clip.factory import load_state_dict
 import torch
 from torch import nn
 
-from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, extend_text_context, stretched_length
+from mulclip_pl.model.long_text import (
+    KEEP_POSITIONS, LONG_CONTEXT, PositionScheme, adapt_position_layout, extend_text_context, merged_positions,
+    stretched_length,
+)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers mulclip-tiny / mulclip-test with open_clip
@@ -36,6 +39,7 @@ def build_clip(
     keep_positions: int = KEEP_POSITIONS,
     state: dict[str, torch.Tensor] | None = None,
     source: str | None = None,
+    position_scheme: PositionScheme = "longclip",
 ) -> nn.Module:
     """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
 
@@ -45,7 +49,8 @@ def build_clip(
     The model is created at CLIP's own context (77), weights are loaded, then positions are
     stretched, so that pretrained positions go through Long-CLIP's stretch and not open_clip's
     plain interpolation. Checkpoints that already hold ``context_length`` positions are loaded
-    after the stretch.
+    after the stretch, in either position layout (a Long-CLIP release with its two tables, a
+    mulclip-pl checkpoint or export): ``position_scheme`` decides the layout of the model.
     """
     if model_name not in open_clip.list_models():
         raise ValueError(
@@ -63,8 +68,10 @@ def build_clip(
         load_state(clip, state, source, model_name)
         state = None
     if factor > 1:
-        extend_text_context(clip, keep_positions, factor)
+        extend_text_context(clip, keep_positions, factor, position_scheme)
     if state is not None:
+        state = dict(state)
+        adapt_position_layout(state, clip)
         load_state(clip, state, source, model_name)
     return clip
 
@@ -188,9 +195,15 @@ def export_open_clip_dir(clip: nn.Module, model_name: str, out_dir: str | Path) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "open_clip_config.json").write_text(json.dumps(open_clip_config(clip, model_name), indent=2))
-    state = {k: v.detach().contiguous().cpu() for k, v in clip.state_dict().items()}
-    save_file(state, str(out / "open_clip_model.safetensors"))
+    save_file(plain_open_clip_state(clip), str(out / "open_clip_model.safetensors"))
     return out
+
+
+def plain_open_clip_state(clip: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict plain open_clip loads: Long-CLIP's two position tables merged into one
+    ``positional_embedding`` (frozen rows < keep, trainable rows after), on the CPU."""
+    state = merged_positions(clip.state_dict(), getattr(clip, "keep_positions", KEEP_POSITIONS))
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
 def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False):

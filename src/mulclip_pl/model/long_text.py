@@ -3,6 +3,13 @@
 METHOD.md section 1: positions 0..19 are kept as they are (CLIP learned them well, and most
 short captions live there); positions 20..76 are linearly interpolated by a factor of 4, giving
 20 + 57 * 4 = 248 positions.
+
+Position schemes for fine-tuning a stretched model (``PositionScheme``):
+- ``longclip`` (Long-CLIP's reference code): two 248-row tables, ``positional_embedding`` (a
+  frozen buffer) and ``positional_embedding_res`` (trainable); position j uses the frozen row
+  for j < keep and the trainable row otherwise, so the first ``keep`` positions never move.
+- ``single``: one trainable 248-row ``positional_embedding``.
+Both layouts export to one merged table (``merged_positions``) that plain open_clip loads.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ LONG_CONTEXT = 248
 KEEP_POSITIONS = 20
 
 OverflowPolicy = Literal["truncate", "error"]
+PositionScheme = Literal["longclip", "single"]
+RES_KEY = "positional_embedding_res"  # Long-CLIP's name for the trainable table
 
 
 class CaptionTooLongError(ValueError):
@@ -56,13 +65,72 @@ def causal_mask(length: int) -> torch.Tensor:
     return torch.full((length, length), float("-inf")).triu_(1)
 
 
-def extend_text_context(clip: nn.Module, keep: int = KEEP_POSITIONS, factor: int = 4) -> None:
-    """Stretch an open_clip ``CLIP``'s text positions in place (77 -> 248 by default)."""
-    old = clip.positional_embedding.data
-    new = stretch_positional_embedding(old, keep, factor)
-    clip.positional_embedding = nn.Parameter(new.to(old.dtype), requires_grad=clip.positional_embedding.requires_grad)
+def extend_text_context(
+    clip: nn.Module, keep: int = KEEP_POSITIONS, factor: int = 4, scheme: PositionScheme = "longclip"
+) -> None:
+    """Stretch an open_clip ``CLIP``'s text positions in place (77 -> 248 by default).
+
+    ``scheme='longclip'`` lays the stretched table out as Long-CLIP does (frozen buffer +
+    trainable ``positional_embedding_res``); ``'single'`` keeps one trainable table. Either
+    layout also loads a state dict written in the other one (see ``adapt_position_layout``).
+    """
+    if scheme not in ("longclip", "single"):
+        raise ValueError(f"position_scheme must be 'longclip' or 'single', got {scheme!r}")
+    old = clip.positional_embedding
+    new = stretch_positional_embedding(old.data, keep, factor).to(old.dtype)
+    if scheme == "single":
+        clip.positional_embedding = nn.Parameter(new, requires_grad=old.requires_grad)
+    else:
+        del clip.positional_embedding  # a buffer from now on: no optimizer can move it
+        clip.register_buffer("positional_embedding", new)
+        clip.positional_embedding_res = nn.Parameter(new.clone(), requires_grad=old.requires_grad)
+    clip.keep_positions = keep
     clip.context_length = new.shape[0]
     clip.register_buffer("attn_mask", causal_mask(new.shape[0]).to(clip.attn_mask.device), persistent=False)
+    clip.register_load_state_dict_pre_hook(_adapt_on_load)
+
+
+def text_positions(clip: nn.Module) -> torch.Tensor:
+    """(L, d) the positions the text tower adds: Long-CLIP's ``p * mask1 + p_res * mask2`` (rows
+    < keep from the frozen table, the rest from the trainable one), or the single table."""
+    if not hasattr(clip, RES_KEY):
+        return clip.positional_embedding
+    keep = clip.keep_positions
+    return torch.cat([clip.positional_embedding[:keep], getattr(clip, RES_KEY)[keep:]])
+
+
+def merged_positions(state: dict[str, torch.Tensor], keep: int, prefix: str = "") -> dict[str, torch.Tensor]:
+    """``state`` with a two-table layout folded into one ``positional_embedding`` (frozen rows
+    < keep, trainable rows >= keep): what plain open_clip loads. Single-table states pass as they are."""
+    res = state.get(prefix + RES_KEY)
+    if res is None:
+        return state
+    out = {k: v for k, v in state.items() if k != prefix + RES_KEY}
+    out[prefix + "positional_embedding"] = torch.cat([state[prefix + "positional_embedding"][:keep], res[keep:]])
+    return out
+
+
+def adapt_position_layout(state: dict, clip: nn.Module, prefix: str = "") -> None:
+    """Convert ``state`` in place to ``clip``'s position layout, keeping the text forward equal.
+
+    Two tables -> one: merged (``merged_positions``). One table -> two: the table becomes both
+    the frozen and the trainable copy (as after a fresh stretch). The 77-row tables of a
+    not-yet-stretched checkpoint are left alone.
+    """
+    pos_key, res_key = prefix + "positional_embedding", prefix + RES_KEY
+    if pos_key not in state or state[pos_key].shape[0] != clip.context_length:
+        return
+    wants_res = hasattr(clip, RES_KEY)
+    if res_key in state and not wants_res:
+        merged = merged_positions(state, clip.keep_positions, prefix)
+        state.pop(res_key)
+        state[pos_key] = merged[pos_key]
+    elif res_key not in state and wants_res:
+        state[res_key] = state[pos_key].clone()
+
+
+def _adapt_on_load(module: nn.Module, state: dict, prefix: str, *args) -> None:
+    adapt_position_layout(state, module, prefix)
 
 
 class LongTextTokenizer:

@@ -1,0 +1,65 @@
+"""ImageNet val / V2 / O readers: labels are ImageNet-1k indices (timm's wnid list), names are open_clip's."""
+
+import pytest
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+from mulclip_pl.data import ImageNet, ImageNetO, ImageNetV2
+from mulclip_pl.data.corpora.classification import imagenet_wnids, read_imagenet
+from mulclip_pl.data.records import DataError
+from tests.data.box_and_class_fixtures import write_imagenet
+
+
+def _labels(items):
+    return {item.id: item.label for item in items}
+
+
+def test_wnid_list_is_imagenet_order():
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and wnids[0] == "n01440764" and wnids[999] == "n15075141"
+    assert wnids == sorted(wnids)
+
+
+def test_imagenet_val_wnid_folders_map_to_the_1000_class_indices(tmp_path):
+    write_imagenet(tmp_path, "wnid")
+    items, names = read_imagenet(tmp_path, "wnid", "ImageNet")
+    assert names == list(IMAGENET_CLASSNAMES)
+    assert _labels(items) == {"n01440764/img0.JPEG": 0, "n01440764/img1.JPEG": 0, "n01443537/img0.JPEG": 1,
+                              "n01443537/img1.JPEG": 1, "n15075141/img0.JPEG": 999, "n15075141/img1.JPEG": 999}
+    assert names[999] == "toilet paper"
+
+
+def test_imagenet_v2_index_folders(tmp_path):
+    write_imagenet(tmp_path, "index")
+    items, names = read_imagenet(tmp_path, "index", "ImageNetV2")
+    assert len(names) == 1000
+    assert _labels(items) == {"0/img0.jpeg": 0, "0/img1.jpeg": 0, "1/img0.jpeg": 1, "1/img1.jpeg": 1,
+                              "999/img0.jpeg": 999, "999/img1.jpeg": 999}
+
+
+def test_imagenet_o_is_scored_over_its_own_classes(tmp_path):
+    write_imagenet(tmp_path, "wnid")
+    items, names = read_imagenet(tmp_path, "wnid", "ImageNetO", subset=True)
+    assert names == ["tench", "goldfish", "toilet paper"]
+    assert sorted(set(_labels(items).values())) == [0, 1, 2]
+    assert _labels(items)["n15075141/img1.JPEG"] == 2
+
+
+def test_folders_that_are_not_imagenet_classes_are_refused(tmp_path):
+    write_imagenet(tmp_path, "wnid")
+    (tmp_path / "n99999999").mkdir()
+    with pytest.raises(DataError, match=r"\['n99999999'\].*not ImageNet-1k classes"):
+        read_imagenet(tmp_path, "wnid", "ImageNet")
+    with pytest.raises(DataError, match="no class folders"):
+        read_imagenet(tmp_path / "n99999999", "wnid", "ImageNet")
+
+
+@pytest.mark.parametrize("cls,layout,name,classes", [
+    (ImageNet, "wnid", "imagenet", 1000), (ImageNetV2, "index", "imagenet_v2", 1000), (ImageNetO, "wnid", "imagenet_o", 3),
+])
+def test_datamodules_serve_a_classification_set(tmp_path, cls, layout, name, classes):
+    write_imagenet(tmp_path, layout)
+    data = cls(root=str(tmp_path), image_size=32)
+    data.setup("test")
+    (eval_set,) = data.eval_sets("test")
+    assert (eval_set.name, eval_set.kind, len(eval_set.class_names), len(eval_set.dataset)) == (name, "classification", classes, 6)
+    assert eval_set.dataset[0]["image"].shape == (3, 32, 32)

@@ -36,13 +36,12 @@ class Preemption(Callback):
 
     def __init__(self) -> None:
         self._signal: int | None = None
-        self._previous_handler = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._signal = None
         free = signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None)
-        if free and threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGUSR1, self._remember)
+        if free and threading.current_thread() is threading.main_thread():  # Lightning restores it at teardown
+            signal.signal(signal.SIGUSR1, self._remember)
 
     def _remember(self, signum: int, frame) -> None:
         self._signal = signum  # act at the end of the step, not inside it
@@ -67,11 +66,6 @@ class Preemption(Callback):
         if isinstance(exception, SIGTERMException) and trainer.is_global_zero:  # Lightning stopped outside a step
             print("mulclip-pl: stopped by SIGTERM outside a training step (no new checkpoint). To resume from the "
                   "newest one, run the same command with --ckpt_path last", file=sys.stderr, flush=True)
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGUSR1, self._previous_handler)
-            self._previous_handler = None
 
 
 def last_checkpoint_path(trainer: L.Trainer) -> str:

@@ -14,6 +14,7 @@ one that needs full unpickling is refused unless ``--model.trust_pickle true`` (
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -39,7 +40,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores: Lightning's way
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.*.partial"):  # left by a killed writer
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):  # left by a killed writer
             stale.unlink(missing_ok=True)
         handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
         try:

@@ -39,6 +39,8 @@ class Preemption(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._signal = None
+        if not hasattr(signal, "SIGUSR1"):  # Windows
+            return
         free = signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None)
         if free and threading.current_thread() is threading.main_thread():  # Lightning restores it at teardown
             signal.signal(signal.SIGUSR1, self._remember)

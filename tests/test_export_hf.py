@@ -123,12 +123,13 @@ def test_conversion_refuses_tensors_it_cannot_place():
         convert_state_dict(clip)
 
 
-@pytest.mark.parametrize("out,fmt,expected", [
-    ("model.pt", None, "pt"), ("model.safetensors", None, "safetensors"), ("export", None, "open_clip"),
-    ("export", "hf", "hf"), ("weights", "safetensors", "safetensors"),
+@pytest.mark.parametrize("out,fmt,expected_name,expected", [
+    ("model.pt", None, "model.pt", "pt"), ("model.safetensors", None, "model.safetensors", "safetensors"),
+    ("export", None, "export", "open_clip"), ("export", "hf", "export", "hf"),
+    ("weights", "safetensors", "weights.safetensors", "safetensors"),  # a file format adds its suffix
 ])
-def test_format_defaults_from_the_suffix(tmp_path, out, fmt, expected):
-    assert resolve_format(tmp_path / out, fmt) == expected
+def test_format_defaults_from_the_suffix(tmp_path, out, fmt, expected_name, expected):
+    assert resolve_format(tmp_path / out, fmt) == (tmp_path / expected_name, expected)
 
 
 def test_folder_format_with_a_file_suffix_is_refused(tmp_path):

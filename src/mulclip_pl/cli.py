@@ -14,13 +14,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
+from mulclip_pl.checkpoint_io import SafeCheckpoints
 from mulclip_pl.data.records import DataError
 from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.export import ExportError
-from mulclip_pl.model.checkpoints import PretrainedWeightsError
+from mulclip_pl.model.checkpoints import PretrainedWeightsError, UnsafePickleError, refusing_pickles
 from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.predict import EmbeddingWriter, output_dir
+from mulclip_pl.preemption import Preemption
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
 TOOLS = {
@@ -42,6 +44,22 @@ class MulCLIPCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True})
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="label of this model in the results table (default: model name and checkpoint)")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning applies the hyper-parameters saved in ``--ckpt_path`` here, from a weights-only read.
+        A file that needs full unpickling is refused with our message, or, under --model.trust_pickle
+        true, keeps the command line's model arguments; trust_pickle never comes from the file."""
+        subcommand = self.config.get("subcommand")
+        model = self.config[subcommand].get("model") if subcommand else None
+        trust = bool(model is not None and model.get("trust_pickle"))
+        try:
+            with refusing_pickles(self.config[subcommand].get("ckpt_path") if subcommand else None):
+                super()._parse_ckpt_path()
+        except UnsafePickleError:
+            if not trust:
+                raise
+        if model is not None:
+            self.config[subcommand].model.trust_pickle = trust
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, {})
@@ -90,6 +108,8 @@ def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
+        # Every run: atomic, code-free checkpoint files; a checkpoint and a clean exit on SIGTERM / SIGUSR1.
+        trainer_defaults={"callbacks": [SafeCheckpoints(), Preemption()]},
         parser_kwargs={"epilog": f"more subcommands (mulclip-pl NAME --help):\n{tools}"},
         args=args,
     )

@@ -15,22 +15,28 @@ Format = Literal["open_clip", "pt", "safetensors", "hf"]
 FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
 
 
-def export(*, ckpt: str, out: str, format: Format | None = None) -> Path:
+class ExportError(ValueError):
+    """The export cannot be written as asked (format against path, or a missing optional package)."""
+
+
+def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: bool = False) -> Path:
     """Write the CLIP towers (stretched positions, no training heads) for use outside mulclip-pl.
 
     Args:
         ckpt: a Lightning checkpoint written by ``mulclip-pl fit``.
         out: where to write: a folder for ``open_clip`` and ``hf``, a file for ``pt`` and ``safetensors``.
         format: ``open_clip`` (a folder: ``open_clip.create_model_and_transforms('local-dir:OUT')``,
-            also clip_benchmark's ``--model local-dir:OUT``); ``pt`` / ``safetensors`` (a file:
-            ``pretrained=OUT, force_context_length=248``); ``hf`` (a folder for transformers'
-            ``CLIPModel`` / ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
+            also clip_benchmark's ``--model local-dir:OUT``); ``safetensors`` (tensors only: cannot
+            run code when loaded) or ``pt`` (a file: ``pretrained=OUT, force_context_length=248``,
+            or ``--model.pretrained OUT``); ``hf`` (a folder for transformers' ``CLIPModel`` /
+            ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
             ``pip install 'mulclip-pl[hf]'``). Default: from the suffix of ``out`` (``.pt``,
-            ``.safetensors``, else ``open_clip``).
+            ``.safetensors``, else ``open_clip``); a file format adds its suffix when OUT has none.
+        trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
+            only for files you trust (e.g. to convert it once with ``--format safetensors``).
     """
-    target = Path(out)
-    fmt = resolve_format(target, format)
-    module = load_trained(ckpt)
+    target, fmt = resolve_format(Path(out), format)
+    module = load_trained(ckpt, trust_pickle=trust_pickle)
     clip, name = module.backbone.clip, module.hparams.model_name
     if fmt in ("pt", "safetensors"):
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -54,16 +60,13 @@ def export(*, ckpt: str, out: str, format: Format | None = None) -> Path:
     return target
 
 
-class ExportError(ValueError):
-    """The export cannot be written as asked (format, path or a missing optional package)."""
-
-
-def resolve_format(target: Path, format: str | None) -> str:
-    """The explicit ``format``, else the one ``target``'s suffix implies; a folder format with a
-    weights-file suffix is refused (it would write a folder named like a file)."""
+def resolve_format(target: Path, format: str | None) -> tuple[Path, str]:
+    """Where to write and in which format: the explicit ``format``, else the one ``target``'s
+    suffix implies. A file format adds its suffix to a path without one; a folder format with a
+    weights-file suffix, or two file formats that disagree, are refused."""
     implied = FILE_FORMATS.get(target.suffix)
     if format is None:
-        return implied or "open_clip"
+        return target, implied or "open_clip"
     if format not in ("open_clip", "pt", "safetensors", "hf"):
         raise ExportError(f"export format must be open_clip, pt, safetensors or hf, got {format!r}")
     if format in ("open_clip", "hf") and implied:
@@ -71,4 +74,8 @@ def resolve_format(target: Path, format: str | None) -> str:
             f"--format {format} writes a folder, but --out {target} ends in {target.suffix}; "
             f"pass a folder path, or --format {implied} for a single weights file"
         )
-    return format
+    if format in FILE_FORMATS.values() and implied not in (None, format):
+        raise ExportError(f"--out {target} names a .{implied} file but --format is {format}; change one of them")
+    if format in FILE_FORMATS.values() and implied is None:
+        return target.with_name(f"{target.name}.{format}"), format
+    return target, format

@@ -78,6 +78,8 @@ class MulCLIP(L.LightningModule):
         max_logit_scale: clamp of CLIP's learned inverse temperature (CLIP: 100).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
         grad_checkpointing: recompute tower activations in backward (less memory, more compute).
+        trust_pickle: read pretrained / init_from / --ckpt_path files that need full unpickling,
+            which can run code hidden in them: only for files you trust (default: refuse them).
     """
 
     def __init__(
@@ -108,15 +110,16 @@ class MulCLIP(L.LightningModule):
         max_logit_scale: float = 100.0,
         max_nonfinite_steps: int = 10,
         grad_checkpointing: bool = False,
+        trust_pickle: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         _validate_hparams(self.hparams)
-        start = read_lightning_checkpoint(init_from) if init_from else None
+        start = read_lightning_checkpoint(init_from, trust_pickle=trust_pickle) if init_from else None
         try:
             self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions,
                                                     state=_prefixed(start, "backbone.clip."), source=init_from,
-                                                    position_scheme=position_scheme))
+                                                    position_scheme=position_scheme, trust_pickle=trust_pickle))
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
         if grad_checkpointing:

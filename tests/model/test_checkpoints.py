@@ -1,10 +1,14 @@
+import argparse
+
 import open_clip
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import PretrainedWeightsError, build_clip, export_open_clip_dir
+from mulclip_pl.model.checkpoints import (
+    PretrainedWeightsError, UnsafePickleError, build_clip, export_open_clip_dir, read_lightning_checkpoint,
+)
 from tests.conftest import TEST_MODEL
 
 
@@ -85,8 +89,38 @@ def test_missing_file_error_names_the_file(tmp_path):
 def test_corrupt_file_error(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(PretrainedWeightsError, match="could not read weights file"):
+    with pytest.raises(PretrainedWeightsError, match="could not read weights file .*not a torch checkpoint") as err:
         build_clip(TEST_MODEL, pretrained=str(bad))
+    assert "weights_only" not in str(err.value)  # not torch's advice to load it unsafely
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling creates the marker: stands for any code
+
+
+@pytest.mark.parametrize("reader", ["pretrained", "lightning"])
+def test_crafted_pickle_is_refused_without_running(tmp_path, source, reader):
+    marker, path = tmp_path / "CODE_RAN", tmp_path / "crafted.pt"
+    torch.save({"state_dict": source.state_dict(), "x": _Payload(marker)}, path)
+    with pytest.raises(UnsafePickleError, match=r"pickled io.open object.*--model.trust_pickle true.*safetensors"):
+        if reader == "pretrained":
+            build_clip(TEST_MODEL, pretrained=str(path))
+        else:
+            read_lightning_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_trust_pickle_reads_an_old_style_pickled_file(tmp_path, source):
+    path = tmp_path / "old.pt"
+    torch.save({"state_dict": source.state_dict(), "args": argparse.Namespace(lr=1e-3), "epoch": 32}, path)
+    with pytest.raises(UnsafePickleError, match="argparse.Namespace"):
+        build_clip(TEST_MODEL, pretrained=str(path))
+    clip = build_clip(TEST_MODEL, pretrained=str(path), trust_pickle=True)
+    assert torch.equal(clip.visual.proj, source.visual.proj)
 
 
 def test_architecture_mismatch_names_keys(tmp_path):

@@ -5,6 +5,10 @@ OpenAI's TorchScript ``.pt`` releases, and ``.safetensors``. A checkpoint may ho
 positions (any CLIP) or already-stretched ones (a mulclip-pl export); both load. Nothing here
 touches the network: an open_clip pretrained *tag* only works when it is already in the local
 cache, and otherwise fails with a message saying which file to pass instead.
+
+Files may come from anyone (a hub, a colleague), so reading one never runs code from it: torch
+files are read with ``weights_only=True``; a file that holds other pickled objects is refused
+(``UnsafePickleError``) unless the caller passes ``trust_pickle``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import re
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import open_clip
@@ -32,6 +40,44 @@ class PretrainedWeightsError(RuntimeError):
     """Weights could not be found, read, or matched to the requested architecture."""
 
 
+class UnsafePickleError(PretrainedWeightsError):
+    """A file needs full unpickling, which can run code hidden in it, and was not trusted."""
+
+
+TRUST_FLAGS = "--model.trust_pickle true (mulclip-pl export / explain: --trust_pickle true)"
+# How to turn a trusted pickled file into one that cannot run code, per kind of file.
+EXPORT_HINT = ("mulclip-pl export --ckpt {path} --trust_pickle true --format safetensors --out weights.safetensors, "
+               "then start from it with --model.pretrained weights.safetensors")
+SAFETENSORS_HINT = "safetensors.torch.save_file(its state dict, 'weights.safetensors'), then --model.pretrained weights.safetensors"
+
+
+@contextmanager
+def refusing_pickles(path: str | Path, hint: str = EXPORT_HINT):
+    """Turn torch's ``weights_only`` refusal of a pickled object into an ``UnsafePickleError``
+    that names the opt-in flag and the safer conversion, instead of torch's advice to set
+    ``weights_only=False``. Other read errors pass through unchanged."""
+    try:
+        yield
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if not found:
+            raise
+        raise UnsafePickleError(
+            f"refused to load {path}: it holds a pickled {found.group(1)} object, and unpickling can run code "
+            f"hidden in the file. If you trust where the file came from, pass {TRUST_FLAGS}. Safer: convert it "
+            f"once, where you trust it, to safetensors (cannot run code): {hint.format(path=path)}."
+        ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """The gist of a read error, without torch's advice to load with ``weights_only=False``."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"not a torch checkpoint ({detail})"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def build_clip(
     model_name: str,
     pretrained: str | None = None,
@@ -40,11 +86,13 @@ def build_clip(
     state: dict[str, torch.Tensor] | None = None,
     source: str | None = None,
     position_scheme: PositionScheme = "longclip",
+    trust_pickle: bool = False,
 ) -> nn.Module:
     """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
 
     Weights come from the ``pretrained`` file, or from ``state`` (an already-read state dict,
     e.g. the towers of a Lightning checkpoint, named ``source`` in errors), which wins.
+    ``trust_pickle`` lets ``pretrained`` be a file that needs full unpickling (see module doc).
 
     The model is created at CLIP's own context (77), weights are loaded, then positions are
     stretched, so that pretrained positions go through Long-CLIP's stretch and not open_clip's
@@ -63,7 +111,7 @@ def build_clip(
     base_context = clip.positional_embedding.shape[0]
     factor = _stretch_factor(base_context, context_length, keep_positions)
     if state is None and pretrained:
-        state, source = read_state_dict(pretrained, model_name), pretrained
+        state, source = read_state_dict(pretrained, model_name, trust_pickle), pretrained
     if state is not None and _positions(state) == base_context:
         load_state(clip, state, source, model_name)
         state = None
@@ -108,16 +156,24 @@ def _positions(state: dict[str, torch.Tensor]) -> int | None:
     return None if pos is None else pos.shape[0]
 
 
-def read_state_dict(pretrained: str, model_name: str) -> dict[str, torch.Tensor]:
-    """Read a local weights file (or an already-cached open_clip tag) into a state dict."""
+def read_state_dict(pretrained: str, model_name: str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a local weights file (or an already-cached open_clip tag) into a state dict.
+
+    .safetensors hold tensors only; torch files are read with ``weights_only=True`` unless
+    ``trust_pickle``; OpenAI's TorchScript archives go through ``torch.jit.load`` as in open_clip,
+    which rebuilds TorchScript objects only (no Python globals) and whose code is never run here.
+    """
     path = Path(pretrained).expanduser()
     if path.is_file():
         try:
-            state = load_state_dict(str(path), weights_only=False)
+            with refusing_pickles(path, SAFETENSORS_HINT):
+                state = _read_weights_file(path, trust_pickle)
+        except PretrainedWeightsError:
+            raise
         except Exception as exc:  # torch/safetensors raise many kinds
             raise PretrainedWeightsError(
-                f"could not read weights file {path}: {exc}. Expected an open_clip checkpoint, "
-                "an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
+                f"could not read weights file {path}: {_reason(exc)}. "
+                "Expected an open_clip checkpoint, an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
             ) from exc
         return {k: v for k, v in state.items() if k not in ("input_resolution", "vocab_size", "context_length")}
     if path.suffix or os.sep in pretrained:
@@ -126,6 +182,20 @@ def read_state_dict(pretrained: str, model_name: str) -> dict[str, torch.Tensor]
             "/ safetensors file (this project never downloads weights)."
         )
     return _read_cached_tag(pretrained, model_name)
+
+
+def _read_weights_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    if _is_torchscript(path):
+        return torch.jit.load(str(path), map_location="cpu").state_dict()
+    return load_state_dict(str(path), weights_only=not trust_pickle)  # open_clip: unwraps 'state_dict', 'module.'
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (OpenAI's .pt releases): a zip with a ``constants.pkl`` record, as torch checks."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
 def _read_cached_tag(tag: str, model_name: str) -> dict[str, torch.Tensor]:
@@ -206,21 +276,25 @@ def plain_open_clip_state(clip: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False):
+def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trust_pickle: bool = False):
     """The ``state_dict`` of a Lightning checkpoint written by ``mulclip-pl fit`` (and its
     ``hyper_parameters`` with ``with_hparams``).
 
-    Read with ``weights_only=True``: a checkpoint from elsewhere cannot run code when opened.
+    Read with ``weights_only=True``: a checkpoint from elsewhere cannot run code when opened. One
+    that holds other pickled objects is refused unless ``trust_pickle``.
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise PretrainedWeightsError(f"checkpoint not found: {file}")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        with refusing_pickles(file):
+            checkpoint = torch.load(file, map_location="cpu", weights_only=not trust_pickle)
+    except PretrainedWeightsError:
+        raise
     except Exception as exc:
         raise PretrainedWeightsError(
-            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). For plain CLIP weights files use --model.pretrained."
+            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: {_reason(exc)}). "
+            "For plain CLIP weights files use --model.pretrained."
         ) from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise PretrainedWeightsError(

@@ -176,7 +176,7 @@ def _dim_outside(ax, crop: Box, width: int, height: int) -> None:
 
 
 def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", kind: MapKind = "sap",
-            model_name: str = "mulclip-tiny") -> Path:
+            model_name: str = "mulclip-tiny", trust_pickle: bool = False) -> Path:
     """Write the per-sentence relevance figure for one image and its long caption.
 
     Non-square images: the model sees only the centre square of the image (its preprocessing
@@ -189,11 +189,14 @@ def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", ki
         out: PNG to write.
         kind: 'sap' (SAP aggregation weights) or 'cosine' (token-patch cosine similarity).
         model_name: open_clip architecture, only needed with plain open_clip weights.
+        trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
+            only for files you trust.
     """
     from mulclip_pl.module import MulCLIP
     from mulclip_pl.trained import load_trained
 
-    module = load_trained(ckpt) if ckpt.endswith(".ckpt") else MulCLIP(model_name=model_name, pretrained=ckpt)
+    module = (load_trained(ckpt, trust_pickle) if ckpt.endswith(".ckpt")
+              else MulCLIP(model_name=model_name, pretrained=ckpt, trust_pickle=trust_pickle))
     text = Path(caption).read_text() if caption.endswith(".txt") and Path(caption).is_file() else caption
     picture = load_image(image, Path(image).name)
     figure = plot_relevance(picture, relevance_maps(module, picture, text), kind)

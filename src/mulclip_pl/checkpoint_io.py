@@ -1,0 +1,89 @@
+"""How ``mulclip-pl`` writes and reads Lightning checkpoints: whole or not at all, and without running code.
+
+Writing: Lightning's default lets fsspec write a temp file in the *system* temp folder and move it
+onto the checkpoint. Across file systems (local /tmp, checkpoints on a shared disk) that move is a
+copy into ``last.ckpt`` itself, and a kill during it leaves a truncated file that ``--ckpt_path
+last`` then picks up. Here the temp file sits next to its target, is fsynced, and ``os.replace``
+puts it in place: readers see the old file or the new one. Its name, ``.last.ckpt.<random>.partial``,
+never matches ``last*.ckpt``, so no resume can pick up a partial write.
+
+Reading (``--ckpt_path``): ``weights_only=True``, so a checkpoint from elsewhere cannot run code;
+one that needs full unpickling is refused unless ``--model.trust_pickle true`` (or Lightning's own
+``--weights_only false``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import Callback
+import torch
+
+from mulclip_pl.model.checkpoints import refusing_pickles
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` with same-folder atomic writes and weights-only reads."""
+
+    def __init__(self, trust_pickle: bool = False) -> None:
+        self.trust_pickle = trust_pickle
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores: Lightning's way
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        _fsync_folder(target.parent)
+
+    def load_checkpoint(self, path, map_location: Callable | None = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        trusted = self.trust_pickle or weights_only is False  # an explicit opt-in either way
+        with refusing_pickles(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=not trusted)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a power cut right after it keeps the new file)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on some systems (Windows): the rename is still atomic
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+class SafeCheckpoints(Callback):
+    """Puts ``SafeCheckpointIO`` on the trainer before any checkpoint is read or written.
+
+    ``setup`` runs before Lightning restores ``--ckpt_path``; ``trust_pickle`` is the module's
+    hyper-parameter of that name (``--model.trust_pickle``). A checkpoint plugin of the user's own
+    (async, cloud) is left in place.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trust = bool(getattr(pl_module.hparams, "trust_pickle", False))
+            trainer.strategy.checkpoint_io = SafeCheckpointIO(trust_pickle=trust)

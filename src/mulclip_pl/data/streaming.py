@@ -74,9 +74,11 @@ class StreamingPairs(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
-        worker = info.id if info is not None else 0
         if info is not None and info.num_workers != self.workers:
             raise RuntimeError(f"StreamingPairs was built for {self.workers} workers, the loader has {info.num_workers}")
+        # The loader asks its workers in turn starting from worker 0; after a resume the next batch is
+        # worker (skip_batches % workers)'s, so loader worker j plays that part from here on.
+        worker = ((info.id if info is not None else 0) + self.skip_batches) % self.workers
         order, runs = self.slot_order(self.epoch, self.rank * self.workers + worker)
         order = order[: self.batches_per_worker * self.batch_size]
         done = _batches_of_worker(self.skip_batches, worker, self.workers) * self.batch_size

@@ -4,11 +4,13 @@ import io
 import json
 import shutil
 import tarfile
+from types import SimpleNamespace
 
 import datasets
 import pytest
 import torch
 
+from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
 from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
 from mulclip_pl.data.records import DataError
@@ -152,3 +154,35 @@ def test_undecodable_prepared_image_is_skipped_and_counted_or_raised(prepared12,
     assert [s for b in batches for s in b["skipped"]][0].startswith(f"row 1: unreadable image: {root} row 1 ({rows[1]['id']})")
     with pytest.raises(DataError, match="unreadable image"):
         list(_ready(Prepared(path=str(root), bad_input="error", **COMMON)).train_dataloader())
+
+
+def test_tokens_for_another_context_than_the_attached_models_are_refused(prepared12):
+    from mulclip_pl.module import MulCLIP
+    from tests.conftest import TEST_MODEL
+
+    dm = Prepared(path=str(prepared12), **COMMON)
+    dm.trainer = SimpleNamespace(lightning_module=MulCLIP(model_name=TEST_MODEL, context_length=77))
+    with pytest.raises(DataError, match="context_length: expected 77, found 248.*--data.context_length 77"):
+        dm.setup("fit")
+
+
+def test_truncated_webdataset_shard_is_refused(synth12, tmp_path):
+    path, columns = _write_user_data(synth12, tmp_path, "webdataset")
+    data = (path / "b.tar").read_bytes()
+    (path / "b.tar").write_bytes(data[:3000])
+    with pytest.raises(DataError, match=r"b.tar: truncated or damaged .*, the file has 3000 bytes"):
+        _ready(HFCaptions(path=str(path), format="webdataset", columns=columns, **COMMON))
+
+
+def test_evaluation_comes_from_eval_data(synth12, prepared12, capsys):
+    dm = Prepared(path=str(prepared12), eval_data=GenericCaptions(val_file=str(synth12 / "val.jsonl")), **COMMON)
+    _ready(dm)
+    assert dm.available_splits() == ("train", "val")
+    (val,) = dm.eval_sets("val")
+    assert val.kind == "retrieval" and len(val.dataset) == 4
+    assert next(iter(dm.val_dataloader()[0]))["captions"].shape == (4, 248)
+    with pytest.raises(SystemExit):
+        main(["fit", "--data", "Prepared", "--data.path", str(prepared12), "--data.streaming", "true",
+              "--data.eval_data", "GenericCaptions", "--data.eval_data.val_file", "v.jsonl", "--print_config"])
+    printed = capsys.readouterr().out
+    assert "class_path: mulclip_pl.data.Prepared" in printed and "val_file: v.jsonl" in printed

@@ -128,13 +128,13 @@ class TarSource:
                 with tarfile.open(f) as tar:
                     for member in tar:
                         if member.offset_data + member.size > size:
-                            raise DataError(f"WebDataset shard {f}: {member.name} needs {member.size} bytes at "
-                                            f"offset {member.offset_data}, the file has {size} (truncated copy?); "
-                                            "copy it again or leave it out")
+                            raise tarfile.ReadError(f"{member.name} needs {member.size} bytes at offset "
+                                                    f"{member.offset_data}")
                         if member.isfile():
                             self._add(k, member)
             except (tarfile.TarError, OSError) as exc:
-                raise DataError(f"WebDataset shard {f}: unreadable ({exc}); copy it again or leave it out") from exc
+                raise DataError(f"WebDataset shard {f}: truncated or damaged ({exc}), the file has {size} bytes; "
+                                "copy it again or leave it out") from exc
 
     def _add(self, k: int, member: tarfile.TarInfo) -> None:
         folder, _, name = member.name.rpartition("/")

@@ -1,6 +1,6 @@
 """Training data-loader throughput (samples / s, and per worker): loose files vs prepared shards.
 
-    python benchmarks/dataloader.py --sources raw prepared --workers 1 2 --images 128 --batch-size 32 --batches 6
+    python benchmarks/dataloader.py --sources raw prepared --workers 1 2 --images 128 --batch-size 32 --batches 8 --repeats 3
 
 Writes ``--images`` JPEGs of 1024 x 768 (DOCCI's photos are about that size) with ~150-word,
 9-sentence captions into a temp folder, then times the real training loaders at ViT-B/16's 224 px:
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -116,8 +117,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batches", type=int, default=6, help="timed batches per loader (after the first)")
     parser.add_argument("--min-side", type=int, default=256, help="shorter side of shrunk / prepared images")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per source and worker count")
     args = parser.parse_args()
-    rows = []
+    rates: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "full").mkdir()
@@ -125,16 +127,19 @@ def main() -> None:
         for source in args.sources:
             costs = per_sample_costs(build(source, folder, captions, args.min_side, 0, args.batch_size), 32)
             print(f"{source}, one process, per sample: " + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in costs.items()))
+        for _ in range(args.repeats):  # sources alternate, so a busy spell on a shared machine hits both
             for workers in args.workers:
-                rate, samples, seconds = throughput(build(source, folder, captions, args.min_side, workers,
-                                                          args.batch_size), args.batches)
-                rows.append((source, workers, rate))
-                print(f"{source}, {workers} workers, batch {args.batch_size}: {rate:.0f} samples/s, "
-                      f"{rate / max(1, workers):.0f} per worker ({samples} samples in {seconds:.1f} s)")
-    print("\n| source | workers | samples/s | per worker |\n|---|---:|---:|---:|")
-    for source, workers, rate in rows:
-        print(f"| {source} | {workers} | {rate:.0f} | {rate / max(1, workers):.0f} |")
-
+                for source in args.sources:
+                    rate, samples, seconds = throughput(build(source, folder, captions, args.min_side, workers,
+                                                              args.batch_size), args.batches)
+                    rates.setdefault((source, workers), []).append(rate)
+                    print(f"{source}, {workers} workers, batch {args.batch_size}: {rate:.0f} samples/s "
+                          f"({samples} samples in {seconds:.1f} s)")
+    print("\n| source | workers | samples/s (median of runs) | per worker | runs |\n|---|---:|---:|---:|---|")
+    for (source, workers), runs in rates.items():
+        median = statistics.median(runs)
+        print(f"| {source} | {workers} | {median:.0f} | {median / max(1, workers):.0f} | "
+              f"{', '.join(f'{r:.0f}' for r in runs)} |")
 
 if __name__ == "__main__":
     main()

@@ -77,10 +77,10 @@ def prepare(*, data: BaseDataModule, out: str, split: str = "train", min_side: i
         raise ValueError(f"prepare: shard_size and num_proc must be >= 1 (got {shard_size}, {num_proc})")
     root = Path(out).expanduser()
     data.prepare_data()  # SynthLong generates itself here
-    policy = data.bad_input or ("skip" if split == "train" else "error")
-    records = data.load(split, "train" if split == "train" else split)
+    stage = "train" if split == "train" else split  # held-out splits default to bad_input='error'
+    records = data.load(split, stage)
     load_problems = data.problems[-1].problems
-    settings = Settings(data.tokenizer().identity(), data.spacy_model, min_side, policy)
+    settings = Settings(data.tokenizer().identity(), data.spacy_model, min_side, data._policy(stage))
     jobs = [ShardJob(k, records[start:start + shard_size], shard_dir(root, k), settings)
             for k, start in enumerate(range(0, len(records), shard_size))]
     todo = [job for job in jobs if not _finished(job)]

@@ -13,15 +13,15 @@ import logging
 from pathlib import Path
 
 import datasets
+import torch
 
 from mulclip_pl.data.base import _EVAL_SPLITS_FOR_STAGE, BaseDataModule, EvalSet, Stage
 from mulclip_pl.data.caption_tokens import CaptionFields
-from mulclip_pl.data.datasets import CaptionEncoder
+from mulclip_pl.data.datasets import CaptionEncoder, collate
 from mulclip_pl.data.hf_rows import PREPARED_READ, ColumnItem, PreparedText, RowItems, RowPairs, prepared_item
 from mulclip_pl.data.hf_sources import Format, TableSource, open_user_rows
 from mulclip_pl.data.prepared_store import check_tokens, open_shard, read_manifest
 from mulclip_pl.data.records import DataError
-from mulclip_pl.data.sampling import ResumableLoader
 from mulclip_pl.data.streaming import ItemRuns, StreamingLoader, StreamingPairs
 from mulclip_pl.data.text import SentenceSplitter
 
@@ -71,9 +71,8 @@ class _RowsDataModule(BaseDataModule):
         dataset = StreamingPairs(rows, self.train_set, self.batch_size, self.seed,
                                  rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
                                  workers=self.num_workers, shuffle_buffer=self.shuffle_buffer)
-        from mulclip_pl.data.datasets import collate
-
-        return StreamingLoader(dataset, self._train_progress, num_workers=self.num_workers, collate_fn=collate)
+        return StreamingLoader(dataset, self._train_progress, num_workers=self.num_workers, collate_fn=collate,
+                               pin_memory=torch.cuda.is_available())
 
     def _stream_rows(self) -> ItemRuns:
         return self.train_set.items

@@ -106,9 +106,10 @@ def _batches_of_worker(batches_done: int, worker: int, workers: int) -> int:
 class StreamingLoader(DataLoader):
     """DataLoader over ``StreamingPairs`` whose position survives checkpoints (like ``ResumableLoader``)."""
 
-    def __init__(self, dataset: StreamingPairs, progress: Progress, **kwargs) -> None:
-        super().__init__(dataset, batch_size=dataset.batch_size, drop_last=True, num_workers=kwargs.pop("num_workers", 0),
-                         persistent_workers=False, **kwargs)  # workers restart each epoch: they read the new epoch
+    def __init__(self, dataset: StreamingPairs, progress: Progress, num_workers: int = 0, **kwargs) -> None:
+        # persistent_workers=False: workers restart each epoch, so they see the new epoch and skip
+        super().__init__(dataset, batch_size=dataset.batch_size, drop_last=True, num_workers=num_workers,
+                         persistent_workers=False, **kwargs)
         self.progress: Callable[[], tuple[int, int]] = progress
         self._resume: tuple[int, int] | None = None
 

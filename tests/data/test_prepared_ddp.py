@@ -3,7 +3,6 @@
 import json
 from types import SimpleNamespace
 
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 

@@ -15,8 +15,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
-from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption, tokenise_caption
+from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
 from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
 from mulclip_pl.model.long_text import LongTextTokenizer
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mulclip_pl.data.hf_rows import RowPairs

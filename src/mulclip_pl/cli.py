@@ -29,6 +29,7 @@ TOOLS = {
     "export": ("mulclip_pl.export", "export", "write a trained model as plain open_clip weights"),
     "explain": ("mulclip_pl.viz.attention", "explain", "draw per-sentence relevance maps over an image"),
     "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
+    "prepare": ("mulclip_pl.data.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
     "report": ("mulclip_pl.eval.report", "report", "merge results.json files into one table (mean ± std over runs)"),
 }
 PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs

@@ -16,8 +16,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
+from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption, tokenise_caption
 from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
-from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource, select_sentences, summary_for
+from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
 from mulclip_pl.model.long_text import LongTextTokenizer
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -69,7 +70,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 @dataclass
 class CaptionEncoder:
-    """Long caption -> long tokens, summary tokens, up to M sentence tokens and their mask."""
+    """Long caption -> long tokens, summary tokens, up to M sentence tokens and their mask.
+
+    Text work is done once per caption: the sentences are BPE-encoded and the long caption's ids
+    are theirs concatenated (``data/caption_tokens.py``); prepared shards store the same ids.
+    """
 
     tokenizer: LongTextTokenizer
     splitter: SentenceSplitter
@@ -77,17 +82,17 @@ class CaptionEncoder:
     selection: SentenceSelection = "random"
     summary_source: SummarySource = "dataset"
 
-    def __call__(self, record: Record, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+    def __post_init__(self) -> None:
+        self.fields = CaptionFields(self.tokenizer.context_length, self.max_sentences, self.selection,
+                                    self.summary_source, self.tokenizer.overflow)
+
+    def tokenise(self, record: Record) -> TokenisedCaption:
         sentences = self.splitter(record.caption) or [record.caption]
-        chosen = select_sentences(sentences, self.max_sentences, self.selection, rng)
-        before = self.tokenizer.n_truncated
-        long = self.tokenizer(record.caption)[0]
-        truncated = self.tokenizer.n_truncated - before  # the long caption is what users lose text from
-        short = self.tokenizer(summary_for(sentences, record.summary, self.summary_source))[0]
-        subs = torch.zeros(self.max_sentences, self.tokenizer.context_length, dtype=torch.long)
-        subs[: len(chosen)] = self.tokenizer(chosen)
-        sub_mask = torch.arange(self.max_sentences) < len(chosen)
-        return {"long": long, "short": short, "sub": subs, "sub_mask": sub_mask, "n_truncated": truncated}
+        summary = record.summary if self.summary_source == "dataset" else None
+        return tokenise_caption(self.tokenizer, record.caption, sentences, summary)
+
+    def __call__(self, record: Record, rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+        return self.fields(self.tokenise(record), rng, record.id)
 
 
 class _ImageItems(Dataset):

@@ -15,6 +15,8 @@ Both layouts export to one merged table (``merged_positions``) that plain open_c
 from __future__ import annotations
 
 import logging
+import hashlib
+from functools import lru_cache
 from typing import Literal, Sequence
 
 import torch
@@ -159,17 +161,30 @@ class LongTextTokenizer:
         """Number of positions ``text`` needs, start and end tokens included."""
         return len(self._bpe.encode(text)) + 2
 
+    def encode(self, text: str) -> list[int]:
+        """BPE ids of ``text`` without start/end tokens and without truncation.
+
+        BPE works word by word (after ftfy cleaning and lower-casing), so the ids of sentences
+        that meet at whitespace concatenate to the ids of the whole text: a caption is encoded
+        once, through its sentences (``data/caption_tokens.py``).
+        """
+        return self._bpe.encode(text)
+
+    def wrap(self, ids: Sequence[int], text: str = "") -> list[int]:
+        """Start token + ``ids`` + end token, cut to the context under the overflow policy."""
+        wrapped = [self.sot, *ids, self.eot]
+        return self._handle_overflow(text, wrapped) if len(wrapped) > self.context_length else wrapped
+
+    def identity(self) -> dict:
+        """What token ids depend on: prepared data records it, and is refused by a model that differs."""
+        return {"tokenizer": "open_clip SimpleTokenizer", "vocab": _vocab_digest(), "clean": "lower",
+                "context_length": self.context_length}
+
     def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Texts -> (N, context_length) int64 token ids, zero padded, EOT last when truncated."""
         if isinstance(texts, str):
             texts = [texts]
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        for row, text in enumerate(texts):
-            ids = [self.sot, *self._bpe.encode(text), self.eot]
-            if len(ids) > self.context_length:
-                ids = self._handle_overflow(text, ids)
-            out[row, : len(ids)] = torch.tensor(ids)
-        return out
+        return pad_ids([self.wrap(self._bpe.encode(text), text) for text in texts], self.context_length)
 
     def _handle_overflow(self, text: str, ids: list[int]) -> list[int]:
         if self.overflow == "error":
@@ -184,3 +199,20 @@ class LongTextTokenizer:
                 len(ids), self.context_length,
             )
         return ids[: self.context_length - 1] + [self.eot]
+
+
+def pad_ids(rows: Sequence[Sequence[int]], context_length: int) -> torch.Tensor:
+    """Wrapped id lists (each at most ``context_length`` long) -> (N, context_length) int64, zero padded."""
+    out = torch.zeros(len(rows), context_length, dtype=torch.long)
+    for row, ids in enumerate(rows):
+        out[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _vocab_digest() -> str:
+    """Short hash of open_clip's BPE merges file: the vocabulary token ids index into."""
+    from open_clip.tokenizer import default_bpe
+
+    with open(default_bpe(), "rb") as handle:
+        return hashlib.sha1(handle.read()).hexdigest()[:12]

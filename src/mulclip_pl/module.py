@@ -17,6 +17,7 @@ from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
 from mulclip_pl.model.long_text import CLIP_CONTEXT, KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
+from mulclip_pl.model.sentence_features import span_sentence_features
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
@@ -71,6 +72,9 @@ class MulCLIP(L.LightningModule):
         tau_w: WPR temperature of the matching between tokens and their reconstructions.
         tau_s: SAP temperature of the sentence-to-patch aggregation weights.
         sap_top_k_fraction: SAP keeps this fraction of the patches per sentence; None = all.
+        sentence_features: SAP's sentence embeddings: 'encoded' (the paper: each sentence through the
+            text tower on its own) or 'span' (beyond the paper: the long caption's token outputs
+            averaged over the sentence's tokens; no extra text pass, see model/sentence_features.py).
         lr: learning rate of the CLIP towers.
         head_lr: learning rate of the calibration heads (new, so larger than lr).
         weight_decay: AdamW weight decay of matrices (not of biases, norms, embeddings, logit scale).
@@ -103,6 +107,7 @@ class MulCLIP(L.LightningModule):
         tau_w: float = 0.07,
         tau_s: float = 0.07,
         sap_top_k_fraction: float | None = 0.25,
+        sentence_features: Literal["encoded", "span"] = "encoded",
         lr: float = 1e-6,
         head_lr: float = 1e-4,
         weight_decay: float = 0.01,
@@ -184,9 +189,14 @@ class MulCLIP(L.LightningModule):
         image = self.backbone.encode_image(batch["image"])
         v_cls = F.normalize(image.v_cls, dim=-1)
         v_loc = F.normalize(image.v_loc, dim=-1)
-        long = self.backbone.encode_text(batch["long"], with_tokens=self.use_wpr)
+        span = self.use_sap and hp.sentence_features == "span"
+        long = self.backbone.encode_text(batch["long"], with_tokens=self.use_wpr or span)
         t_long = F.normalize(long.t_eot, dim=-1)
-        t_short, t_sub = self._encode_short_and_sentences(batch)
+        if span:  # sentences pooled from the long caption's tokens: no extra text pass
+            t_short = self.encode_text(batch["short"])
+            t_sub, sub_mask = span_sentence_features(long.t_tokens, batch["sub_span"], batch["sub_mask"])
+        else:
+            (t_short, t_sub), sub_mask = self._encode_short_and_sentences(batch), batch["sub_mask"]
         scale = self.logit_scale()
 
         terms = {
@@ -204,7 +214,7 @@ class MulCLIP(L.LightningModule):
             terms.update(word=wpr.total, word_image=wpr.image, word_text=wpr.text)
             total = total + hp.lambda_word * wpr.total
         if self.use_sap:
-            terms["sub"] = subcaption_patch_loss(t_sub, batch["sub_mask"], v_loc, scale, hp.tau_s, self.sap_top_k)
+            terms["sub"] = subcaption_patch_loss(t_sub, sub_mask, v_loc, scale, hp.tau_s, self.sap_top_k)
             total = total + hp.lambda_sub * terms["sub"]
         return Losses(total=total, terms=terms)
 

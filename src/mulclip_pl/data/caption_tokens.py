@@ -60,11 +60,25 @@ class CaptionFields:
         if truncated and self.overflow == "error":
             raise CaptionTooLongError(f"{item}: caption needs {caption.caption_tokens} tokens but the context is "
                                       f"{self.context_length}. Set data.overflow='truncate' to cut it, or shorten it.")
-        chosen = select_sentences(caption.sentence_ids, self.max_sentences, self.selection, rng)
+        indices = select_sentences(list(range(len(caption.sentence_ids))), self.max_sentences, self.selection, rng)
+        chosen = [caption.sentence_ids[i] for i in indices]
         use_dataset = self.summary_source == "dataset" and caption.summary_ids
         short = caption.summary_ids if use_dataset else caption.sentence_ids[0]
         long_short = pad_ids([caption.caption_ids, short], self.context_length)
         subs = pad_ids(chosen + [[]] * (self.max_sentences - len(chosen)), self.context_length)
         return {"long": long_short[0], "short": long_short[1], "sub": subs,
-                "sub_mask": torch.arange(self.max_sentences) < len(chosen), "n_truncated": int(truncated)}
+                "sub_mask": torch.arange(self.max_sentences) < len(chosen), "n_truncated": int(truncated),
+                "sub_span": self._spans(caption, indices)}
+
+    def _spans(self, caption: TokenisedCaption, indices: list[int]) -> torch.Tensor:
+        """(M, 2) [start, end) of each chosen sentence's words inside ``long`` (the caption is its
+        sentences' ids in order, after the start token); empty where truncation cut the sentence off."""
+        lengths = torch.tensor([len(ids) - 2 for ids in caption.sentence_ids])
+        starts = 1 + torch.cumsum(lengths, 0) - lengths
+        spans = torch.zeros(self.max_sentences, 2, dtype=torch.long)
+        last_word = min(len(caption.caption_ids), self.context_length) - 1  # the end token's position
+        chosen = torch.tensor(indices, dtype=torch.long)
+        spans[: len(indices), 0] = starts[chosen].clamp(max=last_word)
+        spans[: len(indices), 1] = (starts[chosen] + lengths[chosen]).clamp(max=last_word)
+        return spans
 

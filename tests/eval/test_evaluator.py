@@ -19,6 +19,7 @@ class _Spec:
     name: str
     kind: str = "retrieval"
     hard_negatives: bool = False
+    recall: bool = True
 
 
 class _Data:

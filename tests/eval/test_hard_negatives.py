@@ -30,7 +30,7 @@ def test_metric_counts_an_image_repeated_by_a_distributed_sampler_once():
 
 
 class _Spec:
-    name, kind, hard_negatives, class_names = "toy", "retrieval", True, []
+    name, kind, hard_negatives, recall, class_names = "toy", "retrieval", True, True, []
 
 
 class _Data:

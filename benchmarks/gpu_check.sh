@@ -48,7 +48,7 @@ PYEOF
 
 section "machine" 60 bash -c "nvidia-smi -L 2>/dev/null || echo 'no GPU'; $PY -c 'import torch, lightning, open_clip; print(\"torch\", torch.__version__, \"lightning\", lightning.__version__, \"open_clip\", open_clip.__version__, \"cuda\", torch.cuda.is_available())'"
 section "step cost: plain CLIP vs Long-CLIP-style global vs MulCLIP ($MODEL, batch $BATCH, M = 6)" 150 \
-  $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --sentences 6 --steps "$STEPS" --grad-checkpointing
+  $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --sentences 6 --steps "$STEPS" --grad-checkpointing --sentence-features span
 section "MulCLIP step and memory against M" 120 \
   $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --steps "$STEPS" --scan sentences --values 1 3 6 10
 section "bf16 vs fp32 loss at step 0" 60 $PY benchmarks/precision_check.py --model "$MODEL" --batch-size "$BATCH"

@@ -33,12 +33,15 @@ def synthetic_batch(batch: int, image_size: int, caption_tokens: int, sentences:
         out[:, length - 1] = 49407
         return out
 
+    starts = 1 + 23 * torch.arange(sentences)  # the sentences' 23 words laid end to end inside the caption
+    spans = torch.stack([starts, starts + 23], dim=1).clamp(max=caption_tokens - 1)
     return {
         "image": torch.randn(batch, 3, image_size, image_size),
         "long": tokens(batch, caption_tokens),
         "short": tokens(batch, 20),
         "sub": tokens(batch * sentences, 25).view(batch, sentences, 248),
         "sub_mask": torch.ones(batch, sentences, dtype=torch.bool),
+        "sub_span": spans.expand(batch, sentences, 2).contiguous(),
     }
 
 
@@ -86,6 +89,8 @@ def measure(args, caption_tokens: int, sentences: int, batch_size: int) -> dict[
     variants = [("Long-CLIP-style global (long+short)", "global_only", {}), ("MulCLIP full", "full", {})]
     if args.grad_checkpointing:
         variants.append(("MulCLIP full, gradient checkpointing", "full", {"grad_checkpointing": True}))
+    if args.sentence_features == "span":
+        variants.append(("MulCLIP full, span sentences", "full", {"sentence_features": "span"}))
     for label, preset, extra in variants:
         module = MulCLIP(model_name=args.model, preset=preset, **extra).to(device)
         if device.type == "cuda":
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--scan", choices=["sentences", "caption_tokens", "batch_size"], default=None)
     parser.add_argument("--values", type=int, nargs="+", default=None, help="the scanned values (default: a preset list)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="also time MulCLIP with gradient checkpointing")
+    parser.add_argument("--sentence-features", choices=["encoded", "span"], default="encoded",
+                        help="span: also time MulCLIP with sentences pooled from the caption's tokens")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"model {args.model}, device {args.device}, threads {torch.get_num_threads()}")

@@ -1,0 +1,27 @@
+"""MulCLIP's arguments checked before anything is built or read, each error naming its flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mulclip_pl.model.long_text import CLIP_CONTEXT
+
+
+def validate_hparams(hp: Any) -> None:
+    """Fail before any data is read, naming the offending argument."""
+    checks = [
+        (hp.context_length >= CLIP_CONTEXT or hp.context_length > hp.keep_positions, "model.context_length", "must exceed keep_positions"),
+        (0 <= hp.keep_positions < CLIP_CONTEXT, "model.keep_positions", f"must be in [0, {CLIP_CONTEXT})"),
+        (hp.calibrated_tokens is None or hp.calibrated_tokens >= 1, "model.calibrated_tokens", "must be >= 1"),
+        (min(hp.tau_r, hp.tau_w, hp.tau_s) > 0, "model.tau_r/tau_w/tau_s", "temperatures must be > 0"),
+        (hp.sap_top_k_fraction is None or 0 < hp.sap_top_k_fraction <= 1, "model.sap_top_k_fraction", "must be in (0, 1]"),
+        (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.long_weight, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
+        (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
+        (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
+        (hp.calibration in ("both", "image", "none"), "model.calibration", "must be 'both', 'image' or 'none'"),
+        (hp.position_scheme in ("longclip", "single"), "model.position_scheme", "must be 'longclip' or 'single'"),
+        (not (hp.pretrained and hp.init_from), "model.init_from", "replaces model.pretrained; set only one of them"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ValueError(f"{key}: {why} (got {dict(hp)})")

@@ -54,11 +54,11 @@ section "MulCLIP step and memory against M" 120 \
 section "bf16 vs fp32 loss at step 0" 60 $PY benchmarks/precision_check.py --model "$MODEL" --batch-size "$BATCH"
 section "loader samples/s ($WORKERS workers; compare with the step's samples/s above)" 90 \
   $PY benchmarks/dataloader.py --workers "$WORKERS" --batch-size "$BATCH" --batches 6
-section "bf16 fit, $FIT_STEPS steps on SynthLong, every loss finite" 200 fit bf16_fit "$FIT_STEPS"
+export -f fit; export CLI MODEL BATCH ACCEL WORKERS OUT PY PX  # `timeout` runs them through bash -c
+section "bf16 fit, $FIT_STEPS steps on SynthLong, every loss finite" 200 bash -c "fit bf16_fit $FIT_STEPS"
 if [ "$ACCEL" = gpu ]; then
   section "FSDP on one GPU vs DDP, $SHORT steps (losses side by side)" 150 bash -c \
-    "$(declare -f fit); $(declare -p CLI MODEL BATCH ACCEL WORKERS OUT PY PX); \
-     fit ddp $SHORT --config configs/strategies/ddp.yaml --trainer.devices 1 && \
+    "fit ddp $SHORT --config configs/strategies/ddp.yaml --trainer.devices 1 && \
      fit fsdp $SHORT --config configs/strategies/fsdp.yaml --trainer.devices 1"
 else
   echo; echo "## FSDP vs DDP"; echo "skipped: Lightning's FSDP strategy needs CUDA"

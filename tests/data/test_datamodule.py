@@ -46,3 +46,18 @@ def test_docci_holds_out_a_stable_validation_slice(tmp_path):
     train, val = dm.read_records("train", ProblemLog()), dm.read_records("val", ProblemLog())
     assert {r.id for r in train}.isdisjoint({r.id for r in val}) and len(train) + len(val) == 2
     assert [r.id for r in dm.read_records("val", ProblemLog())] == [r.id for r in val]
+
+
+def test_eval_captions_cut_by_the_context_are_counted_once_per_split(caplog):
+    from pathlib import Path
+
+    from mulclip_pl.data import GenericCaptions
+    from mulclip_pl.data.records import Record
+    from mulclip_pl.model.long_text import LongTextTokenizer
+
+    tokenizer = LongTextTokenizer(context_length=6)  # start + 4 words + end fit exactly
+    records = [Record("a", Path("a.png"), "one two three four"), Record("b", Path("b.png"), "one two three four five",
+                                                                        extra_captions=("one two", "1 2 3 4 5 6"))]
+    dm = GenericCaptions(test_file="unused.jsonl")
+    assert dm.report_long_captions(records, tokenizer, "test") == 2
+    assert "2 of 4 captions are longer than the model's 6 tokens" in caplog.text

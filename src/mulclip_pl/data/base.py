@@ -169,8 +169,20 @@ class BaseDataModule(L.LightningDataModule):
         if split not in self.available_splits():
             return []
         records = self.load(split, split)
-        dataset = RetrievalDataset(records, self.transform(train=False), self.tokenizer(), self._policy(split))
+        tokenizer = self.tokenizer(warn=False)  # loader workers would each warn: counted once here instead
+        self.report_long_captions(records, tokenizer, split)
+        dataset = RetrievalDataset(records, self.transform(train=False), tokenizer, self._policy(split))
         return [EvalSet(self.name, "retrieval", dataset, hard_negatives=dataset.has_negatives)]
+
+    def report_long_captions(self, records: list[Record], tokenizer: LongTextTokenizer, split: str) -> int:
+        """Log, once per split, how many captions the model's context cuts (a 77-token model loses
+        the later sentences of long captions: that is what its scores then measure)."""
+        texts = [caption for record in records for caption in record.captions]
+        cut = sum(tokenizer.count_tokens(text) > tokenizer.context_length for text in texts)
+        if cut:
+            log.warning("%s/%s: %d of %d captions are longer than the model's %d tokens and are cut "
+                        "(data.overflow=error refuses them)", self.name, split, cut, len(texts), tokenizer.context_length)
+        return cut
 
     def eval_sets(self, stage: str) -> list[EvalSet]:
         return self._eval_sets.get(stage, [])

@@ -115,7 +115,7 @@ class SynthLong(GenericCaptions):
                  if row.get("negatives")}
         views = {f"{self.name}_{kind}": [by_id[r.id][kind] for r in records] for kind in KINDS}
         views.update({f"{self.name}_top1_of_{n + 1}": [by_id[r.id]["mixed"][:n] for r in records] for n in MIXED_SIZES})
-        transform, tokenizer, policy = self.transform(train=False), self.tokenizer(), self._policy(split)
+        transform, tokenizer, policy = self.transform(train=False), self.tokenizer(warn=False), self._policy(split)
         for name, negatives in views.items():
             view = [replace(record, negatives=tuple(n)) for record, n in zip(records, negatives)]
             sets.append(EvalSet(name, "retrieval", RetrievalDataset(view, transform, tokenizer, policy),

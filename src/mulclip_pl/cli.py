@@ -26,7 +26,7 @@ from mulclip_pl.preemption import Preemption
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
 TOOLS = {
-    "export": ("mulclip_pl.export", "export", "write a trained model as plain open_clip weights"),
+    "export": ("mulclip_pl.export", "export", "write a trained model for open_clip, transformers or as one weights file"),
     "explain": ("mulclip_pl.viz.attention", "explain", "draw per-sentence relevance maps over an image"),
     "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
     "prepare": ("mulclip_pl.data.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),

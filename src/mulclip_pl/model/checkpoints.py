@@ -230,7 +230,7 @@ def load_state(clip: nn.Module, state: dict[str, torch.Tensor], source: str, mod
     unexpected = sorted(set(state) - set(model_state))
     mismatched = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(model_state[k].shape)}"
-        for k in model_state.keys() & state.keys()
+        for k in sorted(model_state.keys() & state.keys())  # sorted: the same examples every run
         if state[k].shape != model_state[k].shape and not (k == "logit_scale" and state[k].numel() == 1)
     ]
     if missing or unexpected or mismatched:

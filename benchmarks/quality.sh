@@ -34,7 +34,7 @@ one_run() {  # PRESET SEED: fit, then score on $SPLIT (`validate` for val, `test
 export -f label one_run
 
 mkdir -p "$OUT"
-rm -rf "$OUT"/*_seed*/
+for preset in $PRESETS; do rm -rf "$OUT/${preset}"_seed*/ "$OUT/$SPLIT/${preset}"_seed*/; done  # other presets' runs stay
 for preset in $PRESETS; do for seed in $SEEDS; do echo "$preset $seed"; done; done |
   xargs -P "$JOBS" -L 1 bash -c 'one_run "$@"' _
 

@@ -17,6 +17,7 @@ def validate_hparams(hp: Any) -> None:
         (hp.sap_top_k_fraction is None or 0 < hp.sap_top_k_fraction <= 1, "model.sap_top_k_fraction", "must be in (0, 1]"),
         (min(hp.lambda_global, hp.lambda_word, hp.lambda_sub, hp.long_weight, hp.short_weight) >= 0, "model.lambda_*", "weights must be >= 0"),
         (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
+        (hp.word_warmup_steps >= 0, "model.word_warmup_steps", "must be >= 0"),
         (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
         (hp.calibration in ("both", "image", "none"), "model.calibration", "must be 'both', 'image' or 'none'"),
         (hp.position_scheme in ("longclip", "single"), "model.position_scheme", "must be 'longclip' or 'single'"),

@@ -69,6 +69,9 @@ class MulCLIP(L.LightningModule):
         calibration: which local tokens WPR sees through a Local Token Calibration head: 'both'
             (the paper), 'image' (word tokens enter WPR raw, padding masked: no text head) or
             'none' (raw patches and raw words: no heads). The last two are reviewer ablations.
+        word_warmup_steps: lambda_word rises linearly from 0 over these first steps (0: constant).
+        wpr_patch_block: vision block whose patch tokens WPR calibrates and reconstructs (-1: the
+            last, the paper; an earlier block keeps more local detail). SAP keeps the last block's.
         tau_r: WPR temperature of the word-to-patch attention that reconstructs tokens.
         tau_w: WPR temperature of the matching between tokens and their reconstructions.
         tau_s: SAP temperature of the sentence-to-patch aggregation weights.
@@ -104,6 +107,8 @@ class MulCLIP(L.LightningModule):
         calibrated_tokens: int | None = None,
         calibration_hidden_ratio: float = 0.2,
         calibration: Calibration = "both",
+        word_warmup_steps: int = 0,
+        wpr_patch_block: int = -1,
         tau_r: float = 0.07,
         tau_w: float = 0.07,
         tau_s: float = 0.07,
@@ -128,6 +133,12 @@ class MulCLIP(L.LightningModule):
                                                     position_scheme=position_scheme, trust_pickle=trust_pickle))
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
+        depth = self.backbone.vision_depth
+        if not -depth <= wpr_patch_block < depth:
+            raise ValueError(f"model.wpr_patch_block={wpr_patch_block}: {model_name} has {depth} vision blocks "
+                             f"(use -{depth}..{depth - 1}; -1 is the last)")
+        last = wpr_patch_block % depth == depth - 1
+        self._wpr_tap_block = None if last or preset not in PRESETS_WITH_WPR else wpr_patch_block
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
@@ -187,7 +198,7 @@ class MulCLIP(L.LightningModule):
     def compute_losses(self, batch: dict[str, torch.Tensor]) -> Losses:
         """All MulCLIP terms for one batch (docs/METHOD.md §2, §4, §5, §6)."""
         hp = self.hparams
-        image = self.backbone.encode_image(batch["image"])
+        image = self.backbone.encode_image(batch["image"], tap_block=self._wpr_tap_block)
         v_cls = F.normalize(image.v_cls, dim=-1)
         v_loc = F.normalize(image.v_loc, dim=-1)
         span = self.use_sap and hp.sentence_features == "span"
@@ -208,16 +219,22 @@ class MulCLIP(L.LightningModule):
         total = hp.lambda_global * terms["global"]
         if self.use_wpr:
             words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
-            v_cal = v_loc if self.image_calibration is None else self.image_calibration(v_loc)
+            patches = v_loc if image.v_tap is None else F.normalize(image.v_tap, dim=-1)
+            v_cal = patches if self.image_calibration is None else self.image_calibration(patches)
             if self.text_calibration is not None:
                 words, t_mask = self.text_calibration(words, t_mask), None
             wpr = word_patch_reconstruction_loss(v_cal, words, hp.tau_r, hp.tau_w, t_mask)
             terms.update(word=wpr.total, word_image=wpr.image, word_text=wpr.text)
-            total = total + hp.lambda_word * wpr.total
+            total = total + self.word_weight() * wpr.total
         if self.use_sap:
             terms["sub"] = subcaption_patch_loss(t_sub, sub_mask, v_loc, scale, hp.tau_s, self.sap_top_k)
             total = total + hp.lambda_sub * terms["sub"]
         return Losses(total=total, terms=terms)
+
+    def word_weight(self) -> float:
+        """lambda_word, ramped linearly from 0 over ``word_warmup_steps`` (the step being trained counts)."""
+        hp = self.hparams
+        return hp.lambda_word * min(1.0, (self.global_step + 1) / hp.word_warmup_steps) if hp.word_warmup_steps else hp.lambda_word
 
     def _encode_short_and_sentences(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP)."""

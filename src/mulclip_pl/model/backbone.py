@@ -20,6 +20,7 @@ from mulclip_pl.model.long_text import text_positions
 class ImageFeatures:
     v_cls: torch.Tensor  # (B, d) projected CLS token
     v_loc: torch.Tensor  # (B, P, d) projected patch tokens
+    v_tap: torch.Tensor | None = None  # (B, P, d) patch tokens of an earlier block (``tap_block``), projected
 
 
 @dataclass
@@ -65,13 +66,29 @@ class ClipBackbone(nn.Module):
     def logit_scale(self) -> nn.Parameter:
         return self.clip.logit_scale
 
-    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
-        visual = self.clip.visual
-        x = visual.transformer(visual._embeds(images))
+    @property
+    def vision_depth(self) -> int:
+        return len(self.clip.visual.transformer.resblocks)
+
+    def encode_image(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
+        """``tap_block``: also return the patch tokens after that vision block (index into the
+        blocks, negative from the end), through the same final LayerNorm and projection."""
+        visual, tapped = self.clip.visual, []
+        hook = None
+        if tap_block is not None:
+            block = visual.transformer.resblocks[tap_block]
+            hook = block.register_forward_hook(lambda module, inputs, output: tapped.append(output))
+        try:
+            x = visual.transformer(visual._embeds(images))
+        finally:
+            if hook is not None:
+                hook.remove()
         pooled, tokens = visual._pool(x)
+        tap = visual._pool(tapped[0])[1] if tapped else None
         if visual.proj is not None:
             pooled, tokens = pooled @ visual.proj, tokens @ visual.proj
-        return ImageFeatures(v_cls=pooled, v_loc=tokens)
+            tap = tap @ visual.proj if tap is not None else None
+        return ImageFeatures(v_cls=pooled, v_loc=tokens, v_tap=tap)
 
     def encode_text(self, tokens: torch.Tensor, with_tokens: bool = True) -> TextFeatures:
         """Encode (N, L) token ids; trailing padding is trimmed first (exact, the mask is causal)."""

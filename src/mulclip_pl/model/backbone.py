@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import open_clip
 import torch
 from torch import nn
 
@@ -47,6 +48,10 @@ class ClipBackbone(nn.Module):
         if getattr(visual, "pool_type", "tok") != "tok":
             raise ValueError(f"vision pool_type {visual.pool_type!r} unsupported: MulCLIP needs a CLS token")
         self.clip = clip
+        # uint8 training batches (data/base.py, ``uint8_batches``) are normalised here, on the device.
+        for name, values in (("mean", getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+                             ("std", getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)):
+            self.register_buffer(f"pixel_{name}", torch.tensor(values).view(1, 3, 1, 1), persistent=False)
 
     @property
     def num_patches(self) -> int:
@@ -65,8 +70,17 @@ class ClipBackbone(nn.Module):
     def logit_scale(self) -> nn.Parameter:
         return self.clip.logit_scale
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) pixels -> the model's input, as torchvision's ToTensor + Normalize
+        compute it (same operations, same order); float images are taken as already normalised."""
+        if images.dtype != torch.uint8:
+            return images
+        pixels = images.float().div(255).sub(self.pixel_mean).div(self.pixel_std)
+        return pixels.to(self.clip.visual.conv1.weight.dtype)
+
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
-        visual = self.clip.visual
+        """(B, 3, H, W) normalised floats, or uint8 pixels (normalised here)."""
+        visual, images = self.clip.visual, self.normalise(images)
         x = visual.transformer(visual._embeds(images))
         pooled, tokens = visual._pool(x)
         if visual.proj is not None:

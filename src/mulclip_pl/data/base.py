@@ -23,7 +23,7 @@ import open_clip
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mulclip_pl.data.datasets import CaptionEncoder, PairDataset, RetrievalDataset, collate
+from mulclip_pl.data.datasets import CaptionEncoder, PairDataset, RetrievalDataset, collate, uint8_pixels
 from mulclip_pl.data.records import (
     BadInputPolicy, DataError, ProblemLog, Record, report_duplicates, report_overlap,
 )
@@ -55,6 +55,9 @@ class BaseDataModule(L.LightningDataModule):
         num_workers: loader worker processes.
         image_size: input resolution; None = the model's.
         train_augment: open_clip's train transform (random resized crop) instead of the eval one.
+        uint8_batches: training images leave the loader as uint8 pixels, normalised by the model on
+            its device (a quarter of the bytes to move between processes and to the GPU). False:
+            normalised floats, for a LightningModule of your own that expects them.
         context_length: text tokens; None = the model's (248 after the stretch).
         overflow: over-long captions are 'truncate'd (counted, logged) or raise ('error').
         max_sentences: M, the cap on subcaptions per caption.
@@ -77,6 +80,7 @@ class BaseDataModule(L.LightningDataModule):
         num_workers: int = 2,
         image_size: int | None = None,
         train_augment: bool = True,
+        uint8_batches: bool = True,
         context_length: int | None = None,
         overflow: OverflowPolicy = "truncate",
         max_sentences: int = 10,
@@ -95,6 +99,7 @@ class BaseDataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size must be >= 1 (got {batch_size})")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.image_size, self.train_augment = num_workers, image_size, train_augment
+        self.uint8_batches = uint8_batches
         self.context_length, self.overflow = context_length, overflow
         self.max_sentences, self.sentence_selection, self.summary_source = max_sentences, sentence_selection, summary_source
         self.bad_input, self.spacy_model, self.check_files = bad_input, spacy_model, check_files
@@ -129,7 +134,9 @@ class BaseDataModule(L.LightningDataModule):
 
     def transform(self, train: bool):
         cfg = self._config()
-        return open_clip.image_transform(cfg["image_size"], is_train=train and self.train_augment, mean=cfg["mean"], std=cfg["std"])
+        transform = open_clip.image_transform(cfg["image_size"], is_train=train and self.train_augment,
+                                              mean=cfg["mean"], std=cfg["std"])
+        return uint8_pixels(transform) if train and self.uint8_batches else transform
 
     def tokenizer(self, warn: bool = True) -> LongTextTokenizer:
         return LongTextTokenizer(self._config()["context_length"], self.overflow, warn)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
+from torchvision.transforms import Compose, Normalize, PILToTensor
 
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption, tokenise_caption
 from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
@@ -205,6 +206,18 @@ def _transform_size(transform: Transform) -> int | None:
     first = getattr(transform, "transforms", [None])[0]
     size = getattr(first, "size", None)
     return (max(size) if isinstance(size, (tuple, list)) else size) or None
+
+
+def uint8_pixels(transform: Transform) -> Transform:
+    """An open_clip transform that stops before ToTensor + Normalize: (3, H, W) uint8 pixels.
+
+    The model normalises them on its device (``ClipBackbone.normalise``): the same values, from a
+    quarter of the bytes and without the float work in the loader workers.
+    """
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-1], Normalize) or type(steps[-2]).__name__ not in ("MaybeToTensor", "ToTensor"):
+        raise ValueError(f"expected an open_clip transform ending in ToTensor + Normalize, got {transform}")
+    return Compose([*steps[:-2], PILToTensor()])
 
 
 def collate(samples: list) -> dict:

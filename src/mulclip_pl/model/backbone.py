@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import open_clip
 import torch
 from torch import nn
 
@@ -48,6 +49,10 @@ class ClipBackbone(nn.Module):
         if getattr(visual, "pool_type", "tok") != "tok":
             raise ValueError(f"vision pool_type {visual.pool_type!r} unsupported: MulCLIP needs a CLS token")
         self.clip = clip
+        # uint8 training batches (data/base.py, ``uint8_batches``) are normalised here, on the device.
+        for name, values in (("mean", getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+                             ("std", getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)):
+            self.register_buffer(f"pixel_{name}", torch.tensor(values).view(1, 3, 1, 1), persistent=False)
 
     @property
     def num_patches(self) -> int:
@@ -70,16 +75,25 @@ class ClipBackbone(nn.Module):
     def vision_depth(self) -> int:
         return len(self.clip.visual.transformer.resblocks)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) pixels -> the model's input, as torchvision's ToTensor + Normalize
+        compute it (same operations, same order); float images are taken as already normalised."""
+        if images.dtype != torch.uint8:
+            return images
+        pixels = images.float().div(255).sub(self.pixel_mean).div(self.pixel_std)
+        return pixels.to(self.clip.visual.conv1.weight.dtype)
+
     def encode_image(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
-        """``tap_block``: also return the patch tokens after that vision block (index into the
-        blocks, negative from the end), through the same final LayerNorm and projection."""
+        """(B, 3, H, W) normalised floats, or uint8 pixels (normalised here). ``tap_block``: also
+        return the patch tokens after that vision block (index into the blocks, negative from the
+        end), through the same final LayerNorm and projection."""
         visual, tapped = self.clip.visual, []
         hook = None
         if tap_block is not None:
             block = visual.transformer.resblocks[tap_block]
             hook = block.register_forward_hook(lambda module, inputs, output: tapped.append(output))
         try:
-            x = visual.transformer(visual._embeds(images))
+            x = visual.transformer(visual._embeds(self.normalise(images)))
         finally:
             if hook is not None:
                 hook.remove()

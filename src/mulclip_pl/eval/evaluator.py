@@ -6,6 +6,10 @@ zero-shot top-1/top-5 with prompt-ensembled class embeddings; for ``boxes`` sets
 hard-negative accuracy of each box against its positive and negative captions), updates it
 batch by batch and returns plain floats per set. The LightningModule only forwards batches and
 logs the result.
+
+Within one pass a text is encoded once: views of one set (SynthLong scores its images against ten
+kinds of hard negatives) repeat the same positive captions, and nested negative lists repeat
+negatives; their embeddings are looked up instead of recomputed (most of a SynthLong test's time).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ class Evaluator(nn.Module):
         self.metrics = nn.ModuleDict()
         self.sets: list = []
         self.class_weights: dict[str, torch.Tensor] = {}
+        self.text_cache = TextCache()
 
     def prepare(self, datamodule: Any, stage: str, encode_text: Encoder, context_length: int,
                 device: torch.device) -> None:
         """Fresh metrics for ``datamodule.eval_sets(stage)`` (none for a datamodule without any)."""
-        self.metrics = nn.ModuleDict()
+        self.metrics, self.text_cache = nn.ModuleDict(), TextCache()
         self.sets = list(datamodule.eval_sets(stage)) if hasattr(datamodule, "eval_sets") else []
         tokenizer = LongTextTokenizer(context_length)
         for spec in self.sets:
@@ -59,6 +64,7 @@ class Evaluator(nn.Module):
         """``encode_patches`` is needed only by box sets that pool patch tokens (FG-OVD roi mode)."""
         spec = self.sets[dataloader_idx]
         group = self.metrics[spec.name]
+        encode_text = self.text_cache.wrap(encode_text)
         if spec.kind == "boxes":
             self._update_boxes(batch, group, encode_image, encode_text, encode_patches)
             return
@@ -98,6 +104,24 @@ class Evaluator(nn.Module):
                 results[name].update({k: float(v) for k, v in metric.compute().items()})
                 metric.reset()
         return results
+
+
+class TextCache:
+    """Text embeddings of one evaluation pass, keyed by token ids (the model does not change within
+    a pass). ``wrap(encode)`` encodes only the rows it has not seen, in one call."""
+
+    def __init__(self) -> None:
+        self.embeddings: dict[bytes, torch.Tensor] = {}
+
+    def wrap(self, encode: Encoder) -> Encoder:
+        def cached(tokens: torch.Tensor) -> torch.Tensor:
+            keys = [row.tobytes() for row in tokens.cpu().numpy()]
+            missing = {key: i for i, key in enumerate(keys) if key not in self.embeddings}  # duplicates once
+            if missing:
+                new = encode(tokens[list(missing.values())])
+                self.embeddings.update(zip(missing, new))
+            return torch.stack([self.embeddings[key] for key in keys])
+        return cached
 
 
 def _first_caption(caption_image: torch.Tensor) -> torch.Tensor:

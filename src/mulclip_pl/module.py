@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl import random_state
-from mulclip_pl.eval.evaluator import Evaluator
+from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
 from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
 from mulclip_pl.model.sentence_features import span_sentence_features
+from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
@@ -32,17 +33,13 @@ PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
 Calibration = Literal["both", "image", "none"]  # which WPR inputs go through an LTC head
 
 
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps produced a NaN/inf loss."""
-
-
 @dataclass
 class Losses:
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
 
 
-class MulCLIP(L.LightningModule):
+class MulCLIP(EvaluationSteps, L.LightningModule):
     """MulCLIP fine-tuning of an open_clip ViT CLIP on long captions (docs/METHOD.md).
 
     Args:
@@ -155,12 +152,11 @@ class MulCLIP(L.LightningModule):
         )
         if start is not None:
             self._load_heads(start, init_from)
-        self._nonfinite_streak = 0
+        self._nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self._schedule_length: int | None = None
         self._skipped: list[str] = []
         self._truncated = 0
-        self.evaluator = Evaluator()
-        self.eval_results: dict[str, dict[str, float]] = {}
+        self.init_evaluation()
 
     def _load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""
@@ -256,7 +252,7 @@ class MulCLIP(L.LightningModule):
         if "image" not in batch:  # every sample of this batch was bad input (counted above)
             return None
         losses = self.compute_losses(batch)
-        if self._skip_nonfinite(losses.total):
+        if self._nonfinite.should_skip(losses.total, self):
             return None
         batch_size = batch["image"].shape[0]
         self.log("train/loss", losses.total, prog_bar=True, batch_size=batch_size)
@@ -266,24 +262,6 @@ class MulCLIP(L.LightningModule):
         self.log("data/skipped_samples", float(batch.get("n_skipped", 0)), reduce_fx="sum", batch_size=batch_size)
         self.log("data/truncated_captions", float(batch.get("n_truncated", 0)), reduce_fx="sum", batch_size=batch_size)
         return losses.total
-
-    def _skip_nonfinite(self, loss: torch.Tensor) -> bool:
-        """True when any rank's loss is NaN/inf: every rank then skips the step together."""
-        bad = (~torch.isfinite(loss.detach())).float()
-        if self.trainer is not None and self.trainer.world_size > 1:
-            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
-        if bad.item() == 0:
-            self._nonfinite_streak = 0
-            return False
-        self._nonfinite_streak += 1
-        self.log("train/nonfinite_skipped", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
-        log.warning("non-finite loss at step %d: step skipped (%d in a row)", self.global_step, self._nonfinite_streak)
-        if self._nonfinite_streak >= self.hparams.max_nonfinite_steps:
-            raise NonFiniteLossError(
-                f"{self._nonfinite_streak} consecutive non-finite losses (last at step {self.global_step}). "
-                "Lower the learning rate, check the data for broken images, or resume from the last checkpoint."
-            )
-        return True
 
     def on_train_epoch_end(self) -> None:
         """Report bad input skipped and long captions truncated this epoch (never silently dropped)."""
@@ -319,47 +297,6 @@ class MulCLIP(L.LightningModule):
         if self._schedule_length is None:
             self._schedule_length = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
         return self._schedule_length
-
-    # ------------------------------------------------------------------ evaluation
-    def on_validation_epoch_start(self) -> None:
-        self._prepare_evaluator("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._prepare_evaluator("test")
-
-    def _prepare_evaluator(self, stage: str) -> None:
-        self.evaluator.prepare(self.trainer.datamodule, stage, self.encode_text, self.backbone.context_length,
-                               self.device)
-
-    def _eval_step(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
-        self.evaluator.update(batch, dataloader_idx, self.encode_image, self.encode_text, self.backbone.encode_image)
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx)
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """Normalised embeddings (what retrieval uses), with the ids to join them back to records."""
-        out = {"index": batch["index"], "image_emb": self.encode_image(batch["image"])}
-        if "captions" in batch:
-            out.update(caption_index=batch["caption_index"], caption_image=batch["caption_image"],
-                       text_emb=self.encode_text(batch["captions"]))
-        return out
-
-    def on_validation_epoch_end(self) -> None:
-        self.eval_results = self._log_eval_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.eval_results = self._log_eval_metrics("test")
-
-    def _log_eval_metrics(self, stage: str) -> dict[str, dict[str, float]]:
-        results = self.evaluator.compute()
-        for name, values in results.items():
-            for key, value in values.items():
-                self.log(f"{stage}/{name}/{key}", value, sync_dist=False, rank_zero_only=True)
-        return results
 
 
 def _prefixed(state: dict[str, torch.Tensor] | None, prefix: str) -> dict[str, torch.Tensor] | None:

@@ -48,10 +48,12 @@ def test_uint8_batches_normalised_by_the_model_equal_the_float_path(tmp_path, tr
 
 
 def test_low_precision_weights_get_inputs_in_their_dtype():
-    backbone = ClipBackbone(build_clip(TEST_MODEL)).to(torch.bfloat16)
+    full = ClipBackbone(build_clip(TEST_MODEL))
+    backbone = ClipBackbone(build_clip(TEST_MODEL)).to(torch.bfloat16)  # e.g. precision "bf16-true"
     pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     normalised = backbone.normalise(pixels)
     assert normalised.dtype == torch.bfloat16
+    assert torch.equal(normalised, full.normalise(pixels).to(torch.bfloat16))  # normalised in fp32, then cast
     with torch.no_grad():
         torch.testing.assert_close(backbone.encode_image(pixels).v_cls, backbone.encode_image(normalised).v_cls)
 

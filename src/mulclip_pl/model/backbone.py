@@ -50,9 +50,10 @@ class ClipBackbone(nn.Module):
             raise ValueError(f"vision pool_type {visual.pool_type!r} unsupported: MulCLIP needs a CLS token")
         self.clip = clip
         # uint8 training batches (data/base.py, ``uint8_batches``) are normalised here, on the device.
-        for name, values in (("mean", getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
-                             ("std", getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)):
-            self.register_buffer(f"pixel_{name}", torch.tensor(values).view(1, 3, 1, 1), persistent=False)
+        # Not buffers: a model cast to bf16 would round them too (mean 0.4815 -> 0.4805).
+        self.pixel_mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+        self.pixel_std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+        self._pixel_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def num_patches(self) -> int:
@@ -80,8 +81,11 @@ class ClipBackbone(nn.Module):
         compute it (same operations, same order); float images are taken as already normalised."""
         if images.dtype != torch.uint8:
             return images
-        pixels = images.float().div(255).sub(self.pixel_mean).div(self.pixel_std)
-        return pixels.to(self.clip.visual.conv1.weight.dtype)
+        if self._pixel_stats is None or self._pixel_stats[0].device != images.device:
+            self._pixel_stats = tuple(torch.tensor(values, device=images.device).view(1, 3, 1, 1)
+                                      for values in (self.pixel_mean, self.pixel_std))
+        mean, std = self._pixel_stats
+        return images.float().div(255).sub(mean).div(std).to(self.clip.visual.conv1.weight.dtype)
 
     def encode_image(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
         """(B, 3, H, W) normalised floats, or uint8 pixels (normalised here). ``tap_block``: also

@@ -54,3 +54,4 @@ if [ "$SPLIT" = test ] && [ -f runs/demo/test/stage1/results.json ]; then  # the
   mkdir -p "$OUT/test/stage1" && cp runs/demo/test/stage1/results.json "$OUT/test/stage1/"
 fi
 $CLI report "$OUT/$SPLIT" --out "$OUT/results_$SPLIT.md"
+$CLI report "$OUT/$SPLIT" --layout columns --out "$OUT/results_${SPLIT}_side_by_side.md" > /dev/null  # one column per model

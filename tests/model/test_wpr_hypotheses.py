@@ -83,3 +83,14 @@ def test_lambda_word_warms_up_linearly_then_stays(tokenizer, monkeypatch):
         t = losses.terms
         torch.testing.assert_close(losses.total, t["global"] + weights[-1] * t["word"] + 0.3 * t["sub"])
     assert weights == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+
+
+def test_tapped_tokens_train_the_same_under_gradient_checkpointing(tokenizer):
+    """The hook sees a block inside open_clip's checkpointed loop: its output must still carry gradients."""
+    batch, grads = make_batch(4, tokenizer), []
+    for checkpointing in (False, True):
+        module = make_module(wpr_patch_block=0, preset="no_sap", lambda_global=0.0, grad_checkpointing=checkpointing)
+        module.train().compute_losses(batch).total.backward()
+        grads.append(module.backbone.clip.visual.transformer.resblocks[0].mlp.c_fc.weight.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])

@@ -134,12 +134,12 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         if not -depth <= wpr_patch_block < depth:
             raise ValueError(f"model.wpr_patch_block={wpr_patch_block}: {model_name} has {depth} vision blocks "
                              f"(use -{depth}..{depth - 1}; -1 is the last)")
-        last = wpr_patch_block % depth == depth - 1
-        self._wpr_tap_block = None if last or preset not in PRESETS_WITH_WPR else wpr_patch_block
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
         self.use_sap = preset in PRESETS_WITH_SAP and lambda_sub > 0
+        last = wpr_patch_block % depth == depth - 1  # the default path: WPR on v_loc, no hook
+        self._wpr_tap_block = wpr_patch_block if self.use_wpr and not last else None
         num_cal = calibrated_tokens or max(1, round(0.2 * self.backbone.num_patches))
         dim = self.backbone.embed_dim
         # Training-only heads (docs/METHOD.md §7): absent from inference and export.
@@ -178,12 +178,11 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
 
     def preprocess_config(self) -> dict[str, Any]:
         """What a datamodule needs to match this model: image size, normalisation, context."""
-        visual = self.backbone.clip.visual
-        size = visual.image_size
+        size = self.backbone.clip.visual.image_size
         return {
             "image_size": size[0] if isinstance(size, tuple) else size,
-            "mean": getattr(visual, "image_mean", None),
-            "std": getattr(visual, "image_std", None),
+            "mean": self.backbone.pixel_mean,  # the statistics uint8 batches are normalised with
+            "std": self.backbone.pixel_std,
             "context_length": self.backbone.context_length,
         }
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl import random_state
+from mulclip_pl.bad_inputs import BadInputReport
 from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
@@ -85,6 +86,8 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         grad_checkpointing: recompute tower activations in backward (less memory, more compute).
         trust_pickle: read pretrained / init_from / --ckpt_path files that need full unpickling,
             which can run code hidden in them: only for files you trust (default: refuse them).
+        cache_dir: where weights given by name (an open_clip tag, hf-hub:ORG/REPO, a URL) are cached
+            and looked for, as open_clip's cache_dir; None = open_clip's defaults (HF_HOME, ~/.cache/clip).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         max_nonfinite_steps: int = 10,
         grad_checkpointing: bool = False,
         trust_pickle: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -127,7 +131,8 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         try:
             self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions,
                                                     state=_prefixed(start, "backbone.clip."), source=init_from,
-                                                    position_scheme=position_scheme, trust_pickle=trust_pickle))
+                                                    position_scheme=position_scheme, trust_pickle=trust_pickle,
+                                                    cache_dir=cache_dir))
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
         depth = self.backbone.vision_depth
@@ -154,7 +159,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
             self._load_heads(start, init_from)
         self._nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self._schedule_length: int | None = None
-        self._skipped: list[str] = []
+        self._bad_inputs = BadInputReport()
         self._truncated = 0
         self.init_evaluation()
 
@@ -246,10 +251,8 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        self._skipped.extend(batch.get("skipped", []))
+        self._bad_inputs.add(batch)  # replaced in the batch by good samples: counted, listed each epoch
         self._truncated += int(batch.get("n_truncated", 0))
-        if "image" not in batch:  # every sample of this batch was bad input (counted above)
-            return None
         losses = self.compute_losses(batch)
         if self._nonfinite.should_skip(losses.total, self):
             return None
@@ -258,27 +261,31 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         for name, value in losses.terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
         self.log("train/logit_scale", self.logit_scale(), batch_size=batch_size)
-        self.log("data/skipped_samples", float(batch.get("n_skipped", 0)), reduce_fx="sum", batch_size=batch_size)
         self.log("data/truncated_captions", float(batch.get("n_truncated", 0)), reduce_fx="sum", batch_size=batch_size)
         return losses.total
 
+    def on_train_start(self) -> None:
+        self._bad_inputs.start(self.trainer)
+
     def on_train_epoch_end(self) -> None:
-        """Report bad input skipped and long captions truncated this epoch (never silently dropped)."""
-        if self._skipped:
-            log.warning("epoch %d: skipped %d bad samples, e.g. %s", self.current_epoch, len(self._skipped), self._skipped[:3])
+        """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""
+        skipped = float(self._bad_inputs.end_epoch(self.trainer))  # already summed over ranks: "max" keeps it
+        self.log("data/skipped_samples", skipped, sync_dist=True, reduce_fx="max")
         if self._truncated and self.hparams.long_weight > 0:  # a summaries-only run does not train on them
             log.warning("epoch %d: %d long captions were cut to %d tokens (data/truncated_captions; "
                         "data.overflow=error to refuse them)", self.current_epoch, self._truncated,
                         self.backbone.context_length)
-        self._skipped, self._truncated = [], 0
+        self._truncated = 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = random_state.capture()
+        checkpoint["rng_states"] = random_state.capture_ranks(self.trainer.world_size if self._trainer else 1)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume continues the global random streams (shuffling and per-sample choices are seeded by the data)."""
+        """Resume continues each rank's global random streams (shuffling and per-sample choices are seeded by the data)."""
         if "rng_states" in checkpoint:
-            random_state.restore(checkpoint["rng_states"])
+            trainer = self._trainer
+            random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,
+                                      trainer.world_size if trainer else 1)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         with torch.no_grad():  # CLIP clamps the learned temperature after each step

@@ -37,9 +37,14 @@ def test_skip_policy_counts_in_batches(tmp_path):
     (tmp_path / "images" / "train_00002.jpg").write_bytes(b"corrupt")
     dm = _module(DOCCI, "skip", root=str(tmp_path), val_fraction=0)
     dm.setup("fit")
-    batch = collate([dm.train_set[0], dm.train_set[1]])
+    bad = next(i for i, r in enumerate(dm.train_set.records) if r.id == "train_00002")
+    keys = [(0, i) for i in range(len(dm.train_set))]
+    batch = collate([dm.train_set[k] for k in keys])
     assert batch["n_skipped"] == 1 and "train_00002" in batch["skipped"][0]
-    assert batch["image"].shape[0] == 1
+    assert batch["image"].shape[0] == len(keys)  # a stand-in keeps the batch size (ranks stay in step)
+    stand_in = batch["index"][bad].item()
+    assert stand_in != bad and dm.train_set[(0, bad)]["index"] == stand_in  # the same one every time
+    assert not torch.equal(batch["long"][bad], torch.zeros_like(batch["long"][bad]))
 
 
 def test_empty_caption_and_missing_fields(tmp_path):

@@ -1,19 +1,23 @@
 """Torch datasets that turn records into tensors, and their collate functions.
 
-Images are opened here, in the loader workers. Under the ``skip`` policy a bad image makes
-``__getitem__`` return a ``Skipped`` marker; the collate function drops it and counts it in the
-batch (``n_skipped``, ``skipped``), so the count reaches the LightningModule from any worker.
+Images are opened here, in the loader workers. Under the ``skip`` policy a bad item is never
+simply dropped from a training batch: every rank must keep its batch size, or the batch-level
+losses gather unequal sizes across processes (gloo aborts, NCCL can hang). So a training dataset
+serves a *replacement* in its place, chosen deterministically from (seed, epoch, index) so that a
+resumed run sees the same one, and the sample carries the bad items it stands for. Evaluation
+datasets return a ``Skipped`` marker that the collate function drops. Either way the collate
+function counts them in the batch (``n_skipped``, ``skipped``), from any worker.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import Compose, Normalize, PILToTensor
 
@@ -30,9 +34,44 @@ class Skipped:
     item: str
     reason: str
 
+    def __str__(self) -> str:
+        return f"{self.item}: {self.reason}"
+
+
+MAX_REPLACEMENT_TRIES = 64  # bad items in a row before a training sample gives up (the data is mostly broken)
+
+
+def replace_bad_sample(bad: Skipped, index: int, seed: int, pool: Sequence[int], build: Callable[[int], object]) -> dict:
+    """A good sample in place of item ``index`` (``bad``): drawn from ``pool`` by a generator
+    seeded with ``seed``, never an item already tried.
+
+    ``build(i)`` returns a sample or a ``Skipped``. The draw depends only on ``seed`` and ``pool``,
+    so the same bad item gets the same stand-in in every run, worker layout and resume. The
+    stand-in carries ``skipped = [bad]``, to be counted and listed (a bad candidate met on the way
+    is counted when its own turn in the epoch comes, so each bad item counts once an epoch).
+    """
+    rng = random.Random(seed)
+    tried, last = {index}, bad
+    while len(tried) <= MAX_REPLACEMENT_TRIES and len(tried) < len(pool):
+        other = pool[rng.randrange(len(pool))]
+        if other in tried:
+            continue
+        tried.add(other)
+        sample = build(other)
+        if not isinstance(sample, Skipped):
+            sample["skipped"] = [bad]
+            return sample
+        last = sample
+    raise DataError(f"{len(tried)} training items in a row were bad (first: {bad}; last: {last}), no good one "
+                    "left to stand in for them: check the files (data.bad_input=error stops at the first)")
+
 
 def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image:
-    """Open an image as RGB; errors name the file, the record and the problem.
+    """Open an image as RGB, upright; errors name the file, the record and the problem.
+
+    Upright: a phone photo stores its pixels as the sensor saw them and an EXIF Orientation tag
+    saying how to turn them; viewers apply it, so captions describe the turned picture
+    (``upright``).
 
     ``min_side``: let the JPEG decoder work at 1/2, 1/4 or 1/8 scale while the shorter side stays
     >= min_side (several times faster for large photos; pixels differ slightly from a full decode,
@@ -43,11 +82,21 @@ def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image
             if min_side:
                 scale = min(image.size) / min_side
                 image.draft("RGB", (max(1, round(image.size[0] / scale)), max(1, round(image.size[1] / scale))))
-            return to_rgb(image)
+            return to_rgb(upright(image))
     except FileNotFoundError as exc:
         raise DataError(f"missing image: {path} (record {record_id})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"unreadable image: {path} (record {record_id}): {exc}") from exc
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF Orientation applied (the image itself without the tag)."""
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (0, 1):
+        return image  # nothing to turn: no copy
+    return ImageOps.exif_transpose(image)
+
+
+_EXIF_ORIENTATION = 0x0112
 
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PNG/TIFF 16-bit grey ("I": 32-bit int holding it)
@@ -110,6 +159,10 @@ class _ImageItems(Dataset):
     def __getitem__(self, key: int | tuple[int, int]):
         """``key`` is an index, or ``(epoch, index)`` from ``ResumableShuffle`` (seeds per-sample randomness)."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
+        return self.sample(epoch, index)
+
+    def sample(self, epoch: int, index: int):
+        """Item ``index`` as tensors, or a ``Skipped`` marker under the skip policy."""
         item = self.items[index]
         try:
             pixels = getattr(item, "pixels", None)
@@ -149,6 +202,17 @@ class PairDataset(_ImageItems):
     def _sample_seed(self, epoch: int, index: int) -> int:
         return hash((self.seed, epoch, index)) & 0xFFFF_FFFF_FFFF
 
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        return self.or_replacement(self.sample(epoch, index), epoch, index, range(len(self)),
+                                   lambda other: self.sample(epoch, other))
+
+    def or_replacement(self, sample, epoch: int, index: int, pool: Sequence[int], build: Callable[[int], object]):
+        """``sample``, or when it is bad a stand-in from ``pool`` (see ``replace_bad_sample``)."""
+        if not isinstance(sample, Skipped):
+            return sample
+        return replace_bad_sample(sample, index, self._sample_seed(epoch, index) ^ _REPLACEMENT_STREAM, pool, build)
+
     def transform_image(self, image: Image.Image, epoch: int, index: int) -> torch.Tensor:
         # torchvision's random transforms draw from the CPU generator. It is seeded directly:
         # ``torch.manual_seed`` also queues a seed for every lazy accelerator backend, capturing a
@@ -163,6 +227,9 @@ class PairDataset(_ImageItems):
 
     def fields(self, record: Record, epoch: int, index: int) -> dict:
         return self.text(record, random.Random(self._sample_seed(epoch, index)))
+
+
+_REPLACEMENT_STREAM = 0x5EED_BAD  # the stand-in draw: a stream apart from the sample's own augmentation
 
 
 class RetrievalDataset(_ImageItems):
@@ -221,9 +288,11 @@ def uint8_pixels(transform: Transform) -> Transform:
 
 
 def collate(samples: list) -> dict:
-    """Stack good samples; count skipped ones; concatenate variable-size caption groups."""
+    """Stack good samples; count bad ones (dropped, or replaced in training); concatenate
+    variable-size caption groups."""
     good = [s for s in samples if not isinstance(s, Skipped)]
-    skipped = [f"{s.item}: {s.reason}" for s in samples if isinstance(s, Skipped)]
+    skipped = [str(s) for s in samples if isinstance(s, Skipped)]
+    skipped += [str(bad) for s in good for bad in s.pop("skipped", ())]
     batch = {}
     if good:
         flat_keys = {"captions", "caption_index", "caption_image"} & good[0].keys()

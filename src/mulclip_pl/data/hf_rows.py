@@ -107,15 +107,13 @@ class RowItems(Sequence):
 
 
 class RowPairs(PairDataset):
-    """``PairDataset`` whose items come from table rows; a bad row (image or caption) follows the policy."""
+    """``PairDataset`` whose items come from table rows; a bad row (image or caption) follows the policy
+    (and is replaced like a bad file, ``PairDataset.or_replacement``)."""
 
-    def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        return self.sample(lambda: self.items[index], epoch, index)
-
-    def sample(self, fetch: Callable[[], object], epoch: int, index: int):
+    def sample(self, epoch: int, index: int, fetch: Callable[[], object] | None = None):
+        """Row ``index`` as tensors, or ``Skipped``; ``fetch`` reads the item (default: ``items[index]``)."""
         try:
-            item = fetch()
+            item = fetch() if fetch is not None else self.items[index]
             image = load_image(item.image, item.id, self.decode_min_side)
         except DataError as exc:
             if self.policy == "error":

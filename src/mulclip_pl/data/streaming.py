@@ -87,8 +87,15 @@ class StreamingPairs(IterableDataset):
             items = {}
             for start, stop in buffer_runs:
                 items.update(zip(range(start, stop), self.rows.read(start, stop)))
+            pool = sorted(items)  # a bad row's stand-in comes from the rows in memory: this slot's share
             for index in order[max(first, done):first + buffer_rows]:
-                yield self.pairs.sample(lambda: _raise_if_error(items[int(index)]), self.epoch, int(index))
+                yield self._sample(items, pool, int(index))
+
+    def _sample(self, items: dict, pool: list[int], index: int):
+        def build(row: int):
+            return self.pairs.sample(self.epoch, row, fetch=lambda: _raise_if_error(items[row]))
+
+        return self.pairs.or_replacement(build(index), self.epoch, index, pool, build)
 
 
 def _raise_if_error(item):
@@ -123,9 +130,20 @@ class StreamingLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         epoch, batches_done = self.progress()
-        return {"epoch": epoch, "batches_done": batches_done}
+        return {"epoch": epoch, "batches_done": batches_done, **self._layout()}
+
+    def _layout(self) -> dict[str, int]:
+        """What the deal of rows to slots depends on: a resume must use the same."""
+        data = self.dataset
+        return {"world_size": data.world_size, "workers": data.workers, "batch_size": data.batch_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        saved = {key: state.get(key, value) for key, value in self._layout().items()}  # older checkpoints: same
+        if saved != self._layout():
+            raise DataError(f"resuming a streaming run trained with {saved} under {self._layout()}: streaming deals "
+                            "contiguous runs of rows to processes x workers, so the rest of the epoch cannot be "
+                            "re-dealt; resume with the same trainer.devices / num_nodes, data.num_workers and "
+                            "data.batch_size (or use map-style loading, data.streaming false, which can)")
         finished = state["batches_done"] >= len(self)
         self._resume = (state["epoch"] + 1, 0) if finished else (state["epoch"], state["batches_done"])
 

@@ -1,0 +1,22 @@
+"""Test-only callbacks that CLI runs load by class path (``--trainer.callbacks``).
+
+Kept apart from the test modules: importing one of those would import tests/conftest.py, which
+sets torch's thread count, and a run given the callback would then compute with other threads
+than the uninterrupted run it is compared with (float sums in another order).
+"""
+
+import os
+import signal
+
+from lightning.pytorch.callbacks import Callback
+
+
+class KillGroup(Callback):
+    """SIGKILL every process of the run (the whole process group, as when a node dies) when step ``at`` starts."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            os.killpg(os.getpgid(0), signal.SIGKILL)

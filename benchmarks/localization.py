@@ -4,7 +4,8 @@
 
 Prints, per model, ``mulclip_pl.viz.attention.object_localization``: the share of each object
 sentence's SAP weights (and positive cosine) inside that object's box, chance (the box's share of
-the image), and how much two sentences of one image share their SAP weights.
+what the model saw: what a uniform map scores), and how much two sentences of one image share
+their SAP weights. ``notebooks/attention_maps.ipynb`` prints the same numbers for its models.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from mulclip_pl.trained import load_trained
 from mulclip_pl.viz.attention import object_localization
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", default="runs/demo")
     parser.add_argument("--data", default="data/synthlong")
     parser.add_argument("--split", default="val")
     parser.add_argument("--checkpoints", nargs="*", default=None,
                         help="MulCLIP .ckpt files to compare (default: DEMO/stage2/last.ckpt)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     demo, data = Path(args.demo), Path(args.data)
     records = [json.loads(line) for line in (data / f"{args.split}.jsonl").read_text().splitlines()]
     models = {"stage 1 (short captions)": load_trained(demo / "stage1" / "last.ckpt")}

@@ -1,13 +1,17 @@
 import json
+import re
+import runpy
 
+import matplotlib
 import pytest
 import torch
 from PIL import Image
 
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.viz.attention import (explain, mass_in_box, object_localization, pairwise_overlaps, plot_relevance,
-                                     relevance_maps)
+from mulclip_pl.viz.attention import (Explanation, explain, mass_in_box, object_localization, pairwise_overlaps,
+                                     plot_relevance, relevance_maps)
+from mulclip_pl.viz.geometry import crop_box, visible_share
 from tests.conftest import TEST_MODEL
 
 
@@ -34,6 +38,19 @@ def test_mass_in_box_known_answer():
     weights[0, 0] = 3.0
     weights[3, 3] = 1.0
     assert mass_in_box(weights, (0, 0, 8, 8), crop=(0, 0, 32, 32)) == pytest.approx(0.75)
+
+
+def test_mass_in_box_is_one_inside_and_chance_for_a_uniform_map():
+    inside = torch.zeros(8, 8)
+    inside[2:4, 5:7] = torch.rand(2, 2) + 0.1  # patches x 5..7, y 2..4 of an 8x8 grid on 64 px
+    assert mass_in_box(inside, (40, 16, 56, 32), crop=(0, 0, 64, 64)) == pytest.approx(1.0)
+    assert mass_in_box(inside, (0, 40, 24, 64), crop=(0, 0, 64, 64)) == 0.0
+    uniform = torch.ones(8, 8)
+    for box in [(5, 5, 17, 17), (26, 26, 38, 38), (1, 44, 20, 63)]:  # SynthLong boxes, not aligned to the patches
+        assert mass_in_box(uniform, box, (0, 0, 64, 64)) == pytest.approx(visible_share(box, (0, 0, 64, 64)))
+    crop = crop_box(640, 427, 32)  # a wide photo: the box hangs over the cropped-away left margin
+    assert mass_in_box(torch.ones(4, 4), (50, 100, 300, 300), crop) == pytest.approx(
+        visible_share((50, 100, 300, 300), crop))
 
 
 def test_overlap_is_one_for_the_same_map_and_zero_for_disjoint_maps():
@@ -66,18 +83,47 @@ def test_explain_writes_a_png(synth, tmp_path):
     assert Image.open(out).size[0] > 300
 
 
-def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+def _fake_demo(root, seeds=(0, 1)):
+    """runs/demo's layout (stage1/last.ckpt, stage2/last.ckpt) with two different tiny models."""
+    for stage, seed in zip(("stage1", "stage2"), seeds):
+        torch.manual_seed(seed)
+        module = MulCLIP(model_name=TEST_MODEL)
+        (root / stage).mkdir(parents=True)
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+                   root / stage / "last.ckpt")
+    return root
+
+
+def _numbers(line: str) -> list[str]:
+    return re.findall(r"\d+\.\d{3}", line)
+
+
+def test_notebook_shows_every_map_and_prints_the_benchmarks_localization(tmp_path, monkeypatch, capsys):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("MULCLIP_DEMO_DIR", str(tmp_path / "no_demo_here"))
-    monkeypatch.setenv("MULCLIP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    demo = _fake_demo(tmp_path / "demo")
+    data = generate(tmp_path / "data", image_size=64, sizes={"val": 3, "test": 1})  # small: the suite stays fast
+    monkeypatch.setenv("MULCLIP_DEMO_DIR", str(demo))
+    monkeypatch.setenv("MULCLIP_DATA_DIR", str(data))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own default: inline, as for a reader
     notebook = nbformat.read("notebooks/attention_maps.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed clean
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "mean SAP mass inside the described object's box" in text
+
+    plotting = [cell for cell in notebook.cells if cell.cell_type == "code" and "plot_relevance(" in cell.source]
+    assert len(plotting) == 3
+    for cell in plotting:  # one figure per model (stage 1, MulCLIP), shown inline
+        assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 2, cell.source
+
+    printed = [line for c in notebook.cells for o in c.get("outputs", []) for line in o.get("text", "").splitlines()]
+    notebook_rows = [_numbers(line) for line in printed if "split (3 images): SAP mass in box" in line]
+    runpy.run_path("benchmarks/localization.py", run_name="not_main")["main"](
+        ["--demo", str(demo), "--data", str(data), "--split", "val"])
+    benchmark_rows = [_numbers(line) for line in capsys.readouterr().out.splitlines() if line.startswith("| stage")]
+    assert len(benchmark_rows) == 2 and all(len(row) == 4 for row in benchmark_rows)
+    assert notebook_rows == benchmark_rows  # sap, cosine, chance, overlap of the same checkpoints on the same split
+    assert benchmark_rows[0] != benchmark_rows[1]  # two different models: the comparison is not vacuous
 
 
 def test_relevance_maps_record_the_crop_the_model_saw_of_a_wide_photo():
@@ -85,3 +131,47 @@ def test_relevance_maps_record_the_crop_the_model_saw_of_a_wide_photo():
     explanation = relevance_maps(module, Image.new("RGB", (640, 427), (90, 140, 200)), "A blue wall. A red door.")
     assert explanation.crop == pytest.approx((8 * 640 / 47, 0, 40 * 640 / 47, 427))
     assert explanation.original_size == (640, 427)
+
+
+def _long_caption_explanation(width: int, height: int, sentences: int = 7) -> Explanation:
+    words = "a fairly long sentence about one part of the picture that wraps over several lines".split()
+    text = [" ".join(words[: 6 + 3 * (i % 3)]).capitalize() + f" number {i}." for i in range(sentences)]
+    maps = torch.rand(sentences, 4, 4)
+    return Explanation(text, maps / maps.sum((1, 2), keepdim=True), maps, 0.5, crop_box(width, height, 32),
+                       (width, height))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (640, 427), (512, 600)])
+def test_plot_captions_do_not_cover_any_image(size):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    image = Image.new("RGB", size, (120, 120, 120))
+    figure = plot_relevance(image, _long_caption_explanation(*size), figure=Figure())
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)  # lays the figure out as savefig does
+    pictures = [ax.get_window_extent(renderer) for ax in figure.axes if ax.images]
+    captions = [ax.title.get_window_extent(renderer) for ax in figure.axes if ax.get_title()]
+    captions.append(figure._suptitle.get_window_extent(renderer))
+    assert len(pictures) == 7 and len(captions) == 8
+    for caption in captions:
+        assert not any(caption.overlaps(picture) for picture in pictures), caption
+        assert figure.bbox.contains(caption.x0, caption.y0) and figure.bbox.contains(caption.x1, caption.y1)
+
+
+def test_plotting_never_switches_the_callers_backend(synth, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("library code switched the matplotlib backend")
+
+    backend = matplotlib.get_backend()  # resolves pyplot's automatic choice first: that is not a switch
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    monkeypatch.setattr(plt, "switch_backend", refuse)
+    image = Image.new("RGB", (64, 64))
+    plt.close(plot_relevance(image, _long_caption_explanation(64, 64)))
+    torch.save(MulCLIP(model_name=TEST_MODEL).backbone.clip.state_dict(), tmp_path / "w.pt")
+    record = json.loads((synth / "val.jsonl").read_text().splitlines()[0])
+    explain(ckpt=str(tmp_path / "w.pt"), image=str(synth / record["image"]), caption=record["caption"],
+            out=str(tmp_path / "fig.png"), model_name=TEST_MODEL)
+    assert matplotlib.get_backend() == backend

@@ -16,12 +16,13 @@ WIDE, WIDE_CROP = (640, 427), (8 * 640 / 47, 0.0, 40 * 640 / 47, 427.0)
 # Tall 300x500: 300 -> 32, 500 -> int(53.33) = 53; top = round(10.5) = 10 (half to even): y 10*500/53 .. 42*500/53.
 TALL, TALL_CROP = (300, 500), (0.0, 10 * 500 / 53, 300.0, 42 * 500 / 53)
 # One hot patch on the 4x4 grid, its centre in original pixels by hand, where the old full-image stretch
-# put it, and a box around the true spot that excludes the stretched one.
+# put it, and a box around the whole true patch (x 436-545, y 107-213 wide; x 75-150, y 321-396 tall)
+# that excludes the stretched spot.
 CASES = {
-    "wide": dict(size=WIDE, crop=WIDE_CROP, patch=(1, 3), box=(440, 110, 540, 210),
+    "wide": dict(size=WIDE, crop=WIDE_CROP, patch=(1, 3), box=(430, 100, 550, 220),
                  spot=(WIDE_CROP[0] + 3.5 * (WIDE_CROP[2] - WIDE_CROP[0]) / 4, 1.5 * 427 / 4),  # (490.2, 160.1)
                  stretched=(3.5 * 640 / 4, 1.5 * 427 / 4)),
-    "tall": dict(size=TALL, crop=TALL_CROP, patch=(3, 1), box=(80, 320, 150, 400),
+    "tall": dict(size=TALL, crop=TALL_CROP, patch=(3, 1), box=(70, 315, 155, 405),
                  spot=(1.5 * 300 / 4, TALL_CROP[1] + 3.5 * (TALL_CROP[3] - TALL_CROP[1]) / 4),  # (112.5, 358.5)
                  stretched=(1.5 * 300 / 4, 3.5 * 500 / 4)),
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from mulclip_pl.data.text import SentenceSplitter
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.objectives.sap import patch_weights
 from mulclip_pl.viz.geometry import Box, box_on_grid, crop_box, visible_share
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MapKind = Literal["sap", "cosine"]
 
@@ -74,17 +77,21 @@ def relevance_maps(
 
 
 def mass_in_box(weights: torch.Tensor, box: Box, crop: Box) -> float:
-    """Share of a (gh, gw) map's (non-negative) mass on patches whose centre lies in ``box``.
+    """Share of a (gh, gw) map's (non-negative) mass inside ``box``.
 
-    ``box`` is in pixels of the original image; ``crop`` is the square the map covers there
-    (``Explanation.crop``), so the box goes through the model's own resize and centre crop.
+    Each patch counts with the share of its area the box covers, so a uniform map scores exactly
+    the box's share of the model's view (``visible_share``, the chance level) and a map with all
+    its mass on patches inside the box scores 1. ``box`` is in pixels of the original image;
+    ``crop`` is the square the map covers there (``Explanation.crop``), so the box goes through the
+    model's own resize and centre crop.
     """
     gh, gw = weights.shape
-    ys, xs = torch.arange(gh) + 0.5, torch.arange(gw) + 0.5  # patch centres in grid units
     x0, y0, x1, y1 = box_on_grid(box, crop, (gh, gw))
-    inside = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
-    weights = weights.clamp(min=0)
-    return float(weights[inside].sum() / weights.sum().clamp(min=1e-12))
+    edges_y, edges_x = torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64)
+    cover_y = ((edges_y + 1).clamp(max=y1) - edges_y.clamp(min=y0)).clamp(min=0)  # (gh,) row i's overlap in y
+    cover_x = ((edges_x + 1).clamp(max=x1) - edges_x.clamp(min=x0)).clamp(min=0)  # (gw,)
+    weights = weights.double().clamp(min=0)
+    return float((weights * cover_y[:, None] * cover_x[None, :]).sum() / weights.sum().clamp(min=1e-12))
 
 
 def object_localization(module, records: list[dict], image_root: Path) -> dict[str, float]:
@@ -102,10 +109,10 @@ def localization_scores(explanations: Iterable[Explanation], objects: list[list[
     ``objects[i]`` are image i's objects with their ``box`` in the original image's pixels
     (SynthLong's records; sentence 0 is the scene intro, sentence j describes object j-1). Returns
     the mean share of the SAP weights (``sap``) and of the positive cosine (``cosine``) inside the
-    object's box, the box's share of what the model saw (``chance``), and ``overlap``: the mass
-    two sentences of one image share (sum of the pointwise minimum of their SAP maps; 1 = the same
-    patches, 0 = disjoint). Low overlap with in-box mass at chance means sentences pick different
-    patches, but not by where their object is.
+    object's box, the box's share of what the model saw (``chance``: what a uniform map scores),
+    and ``overlap``: the mass two sentences of one image share (sum of the pointwise minimum of
+    their SAP maps; 1 = the same patches, 0 = disjoint). Low overlap with in-box mass at chance
+    means sentences pick different patches, but not by where their object is.
     """
     sums, count, overlaps = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}, 0, []
     for explanation, image_objects in zip(explanations, objects, strict=True):
@@ -125,36 +132,47 @@ def pairwise_overlaps(maps: torch.Tensor) -> list[float]:
 
 
 def plot_relevance(image: Image.Image, explanation: Explanation, kind: MapKind = "sap", columns: int = 3,
-                   title: str | None = None):
+                   title: str | None = None, figure: Figure | None = None) -> Figure:
     """One panel per sentence: the map over the square the model saw, the margins its centre crop
     cut away dimmed (dashed outline = the crop), the sentence as the panel title. ``title``
-    replaces the first suptitle line; the second always says how the map is placed."""
-    import matplotlib
+    replaces the first suptitle line; the second always says how the map is placed.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Draws into ``figure`` (a ``matplotlib.figure.Figure``, e.g. a bare one to save from a script)
+    or, by default, a new pyplot figure, which a notebook shows inline. The backend is never changed.
+    """
     import textwrap
 
     if image.size != tuple(explanation.original_size):
         raise ValueError(f"the explanation is for a {explanation.original_size[0]}x{explanation.original_size[1]} "
                          f"image but a {image.width}x{image.height} one was given: plot the image that was explained")
+    if figure is None:
+        import matplotlib.pyplot as plt
+
+        figure = plt.figure()
     maps = explanation.map(kind)
     x0, y0, x1, y1 = explanation.crop
+    captions = ["\n".join(textwrap.wrap(sentence, 36)) for sentence in explanation.sentences]
     rows = -(-len(maps) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
+    # Size the figure for its content: panels shaped like the image, a title band as tall as the
+    # longest caption, so the constrained layout never has to squeeze a caption onto an image.
+    aspect = image.height / image.width
+    panel_w, panel_h = (3.2, 3.2 * aspect) if aspect <= 1 else (3.2 / aspect, 3.2)
+    caption_h = max(c.count("\n") + 1 for c in captions) * 8 * 1.25 / 72 + 0.15  # 8 pt lines, inches
+    figure.set_size_inches(columns * (panel_w + 0.2), 0.6 + rows * (panel_h + caption_h + 0.15))
+    figure.set_layout_engine("constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, sentence, heat in zip(axes.flat, explanation.sentences, maps):
+    for ax, caption, heat in zip(axes.flat, captions, maps):
         ax.imshow(image, extent=(0, image.width, image.height, 0))  # pixel edges, as crop_box counts them
         ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, extent=(x0, x1, y1, y0), interpolation="bilinear")
         _dim_outside(ax, explanation.crop, image.width, image.height)
         ax.set_xlim(0, image.width)
         ax.set_ylim(image.height, 0)
-        ax.set_title("\n".join(textwrap.wrap(sentence, 36)), fontsize=8)
+        ax.set_title(caption, fontsize=8)
     title = title or f"{kind} relevance per sentence · global score {explanation.global_score:.3f}"
-    fig.suptitle(f"{title}\n{_placement_note(explanation.crop, image.width, image.height)}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))  # leave room for the two suptitle lines
-    return fig
+    figure.suptitle(f"{title}\n{_placement_note(explanation.crop, image.width, image.height)}", fontsize=9)
+    return figure
 
 
 def _placement_note(crop: Box, width: int, height: int) -> str:
@@ -199,7 +217,10 @@ def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", ki
               else MulCLIP(model_name=model_name, pretrained=ckpt, trust_pickle=trust_pickle))
     text = Path(caption).read_text() if caption.endswith(".txt") and Path(caption).is_file() else caption
     picture = load_image(image, Path(image).name)
-    figure = plot_relevance(picture, relevance_maps(module, picture, text), kind)
+    from matplotlib.figure import Figure
+
+    # A bare Figure, not pyplot: a script's (or its caller's) backend stays as it is, headless or not.
+    figure = plot_relevance(picture, relevance_maps(module, picture, text), kind, figure=Figure())
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
     print(f"wrote {out}")

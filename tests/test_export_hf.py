@@ -1,5 +1,7 @@
 """``mulclip-pl export --format hf``: transformers loads the folder and reproduces MulCLIP's embeddings."""
 
+import json
+
 import numpy as np
 import open_clip
 import pytest
@@ -27,11 +29,11 @@ CAPTIONS = [
 ]
 
 
-def write_checkpoint(path, seed=0):
-    """A mulclip-test checkpoint whose every tensor is perturbed: LayerNorm weights are not all 1,
-    biases not all 0, so that a swapped or dropped tensor changes the embeddings."""
+def write_checkpoint(path, seed=0, model_name=TEST_MODEL, **hparams):
+    """A checkpoint (mulclip-test by default) whose every tensor is perturbed: LayerNorm weights are
+    not all 1, biases not all 0, so that a swapped or dropped tensor changes the embeddings."""
     torch.manual_seed(seed)
-    module = MulCLIP(model_name=TEST_MODEL)
+    module = MulCLIP(model_name=model_name, **hparams)
     with torch.no_grad():
         for param in module.parameters():
             param.add_(0.05 * torch.randn_like(param))
@@ -60,18 +62,25 @@ def test_transformers_clip_gives_mulclip_embeddings(exported):
     module, folder = exported
     model = transformers.CLIPModel.from_pretrained(folder).eval()
     tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
-    processor = transformers.CLIPImageProcessor.from_pretrained(folder)
     assert model.config.text_config.max_position_embeddings == 248 and tokenizer.model_max_length == 248
     torch.testing.assert_close(model.text_model.embeddings.position_embedding.weight,  # the stretched, merged table
                                plain_open_clip_state(module.backbone.clip)["positional_embedding"])
-    images = _images(3)
+    assert_same_embeddings(module, folder)
+
+
+def assert_same_embeddings(module, folder, image_size=32):
+    """transformers' CLIPModel loaded from ``folder`` gives ``module``'s text and image embeddings and logits."""
+    model = transformers.CLIPModel.from_pretrained(folder).eval()
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
+    processor = transformers.CLIPImageProcessor.from_pretrained(folder)
+    images = _images(3, size=image_size)
     inputs = tokenizer(CAPTIONS, padding=True, truncation=True, return_tensors="pt")
     pixels = processor(images=images, return_tensors="pt").pixel_values
     with torch.no_grad():
         hf_text = F.normalize(_features(model.get_text_features(**inputs)), dim=-1)
         hf_image = F.normalize(_features(model.get_image_features(pixel_values=pixels)), dim=-1)
-        ours_text = module.encode_text(LongTextTokenizer()(CAPTIONS))
-        transform = open_clip.image_transform(32, is_train=False)
+        ours_text = module.encode_text(LongTextTokenizer(module.backbone.context_length)(CAPTIONS))
+        transform = open_clip.image_transform(image_size, is_train=False)
         ours_image = module.encode_image(torch.stack([transform(image) for image in images]))
         logits = model(**inputs, pixel_values=pixels).logits_per_image
     torch.testing.assert_close(hf_text, ours_text, rtol=1e-5, atol=1e-5)
@@ -147,3 +156,68 @@ def test_explicit_safetensors_format_loads_in_open_clip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(F.normalize(clip.encode_text(tokens), dim=-1), module.encode_text(tokens),
                                    rtol=1e-5, atol=1e-5)
+
+
+# Square projections (text width = vision width = embed_dim): a projection written without its
+# transpose still loads, so only the embeddings can tell. The towers also differ in heads and MLP
+# width, so that a setting read off the wrong tower changes the numbers too.
+SQUARE_MODEL = "mulclip-square-test"
+SQUARE_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 8, "patch_size": 8, "mlp_ratio": 2},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def square_exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("square")
+    (root / f"{SQUARE_MODEL}.json").write_text(json.dumps(SQUARE_CONFIG))
+    open_clip.add_model_config(root / f"{SQUARE_MODEL}.json")
+    ckpt = write_checkpoint(root / "model.ckpt", model_name=SQUARE_MODEL)
+    main(["export", "--ckpt", str(ckpt), "--out", str(root / "hf"), "--format", "hf"])
+    return load_trained(ckpt), root / "hf"
+
+
+def test_square_projections_export_with_their_transpose(square_exported):
+    module, folder = square_exported
+    clip = module.backbone.clip
+    for projection in (clip.text_projection, clip.visual.proj):
+        assert projection.shape == (32, 32) and not torch.allclose(projection, projection.T)
+    assert clip.transformer.resblocks[0].attn.num_heads != clip.visual.transformer.resblocks[0].attn.num_heads
+    assert_same_embeddings(module, folder)
+
+
+@pytest.fixture(scope="module")
+def short_keep_checkpoint(tmp_path_factory):
+    """Neither default of the stretch: rows 0..9 kept, 77 -> 144 positions (x2). An export that
+    assumed 20 or 248 anywhere would load, and give other text embeddings."""
+    return write_checkpoint(tmp_path_factory.mktemp("keep10") / "model.ckpt", keep_positions=10, context_length=144)
+
+
+@pytest.mark.parametrize("fmt", ["open_clip", "safetensors", "pt", "hf"])
+def test_every_export_format_keeps_a_non_default_stretch(tmp_path, short_keep_checkpoint, fmt):
+    module = load_trained(short_keep_checkpoint)
+    clip = module.backbone.clip
+    assert not torch.equal(clip.positional_embedding[10:20], clip.positional_embedding_res[10:20])
+    main(["export", "--ckpt", str(short_keep_checkpoint), "--out", str(tmp_path / "out"), "--format", fmt])
+    out = resolve_format(tmp_path / "out", fmt)[0]  # a file format adds its suffix
+    if fmt == "hf":
+        assert transformers.CLIPTokenizer.from_pretrained(out).model_max_length == 144
+        assert transformers.CLIPConfig.from_pretrained(out).text_config.max_position_embeddings == 144
+        assert_same_embeddings(module, out)
+        return
+    if fmt == "open_clip":
+        loaded = open_clip.create_model_and_transforms(f"local-dir:{out}")[0]
+    else:
+        loaded = open_clip.create_model(TEST_MODEL, pretrained=str(out), force_context_length=144)
+    loaded.eval()
+    assert loaded.context_length == 144
+    tokens = LongTextTokenizer(144)(CAPTIONS)
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(F.normalize(loaded.encode_text(tokens), dim=-1), module.encode_text(tokens),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(F.normalize(loaded.encode_image(images), dim=-1), module.encode_image(images),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(loaded.logit_scale, clip.logit_scale)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.eval.evaluator import Evaluator, TextCache
+from mulclip_pl.model.long_text import LongTextTokenizer
 
 E = torch.eye(4)
 # Token id k encodes to row k. Each image's second caption (rows 1, 3) prefers another image.
@@ -84,3 +85,95 @@ def test_views_sharing_captions_encode_each_text_once_and_score_as_without_the_c
     calls.clear()
     assert run(Evaluator()) == results
     assert len([t for call in calls for t in call]) == 12  # 4 captions + 8 negatives, each encoded
+
+
+def _order_sensitive_encoder(seed):
+    """Token rows -> (N, d): every position's token counts, in its place (a word swap or a change at
+    position 240 moves the embedding), like a text tower and unlike a lookup of the first token."""
+    generator = torch.Generator().manual_seed(seed)
+    table, positions = torch.randn(49408, 16, generator=generator), torch.randn(248, 16, generator=generator)
+
+    def encode(tokens):
+        return F.normalize((table[tokens] * positions[: tokens.shape[1]]).sum(1), dim=-1)
+    return encode
+
+
+# Hard negatives that differ from their caption only far into the text, or only in word order.
+PREFIX = "a wooden table by a window holds many small objects in a row. " * 17  # ~230 tokens
+TWINS = [(PREFIX + "last, a red cup.", PREFIX + "last, a blue cup."),
+         ("a red cup left of a blue bowl.", "a blue cup left of a red bowl."),
+         ("a green hat.", "a green hat on a chair.")]
+
+
+def test_texts_sharing_a_long_prefix_or_their_words_keep_their_own_embeddings():
+    tokenizer = LongTextTokenizer()
+    captions, negatives = (tokenizer([pair[k] for pair in TWINS]) for k in (0, 1))
+    differs = (captions[0] != negatives[0]).nonzero()
+    assert differs.min() > 200 and differs.max() < 247  # a long shared prefix, the difference kept (no truncation)
+    assert torch.equal(captions[1].sort().values, negatives[1].sort().values)  # the same tokens, in another order
+    encode = _order_sensitive_encoder(0)
+    cached = TextCache().wrap(encode)
+    texts = torch.cat([captions, negatives, captions[:1]])
+    torch.testing.assert_close(cached(captions), encode(captions))
+    torch.testing.assert_close(cached(texts), encode(texts))  # later calls: hits and misses mixed
+
+
+def test_a_hard_negative_sharing_its_captions_prefix_is_scored_as_without_the_cache(monkeypatch):
+    """Each image is its caption's exact embedding: every caption beats its negative, unless the cache
+    hands the negative its caption's embedding (a tie, which counts against)."""
+    tokenizer, encode = LongTextTokenizer(), _order_sensitive_encoder(0)
+    captions, negatives = (tokenizer([pair[k] for pair in TWINS]) for k in (0, 1))
+    batch = {"image": encode(captions), "index": torch.arange(3), "captions": captions,
+             "caption_index": torch.arange(3), "caption_image": torch.arange(3), "negatives": negatives[:, None]}
+
+    class _Twins:
+        def eval_sets(self, stage):
+            return [_Spec("twins", hard_negatives=True)]
+
+    def run():
+        evaluator = Evaluator()
+        evaluator.prepare(_Twins(), "test", encode, context_length=248, device=torch.device("cpu"))
+        evaluator.update(batch, 0, lambda images: images, encode)
+        return evaluator.compute()
+
+    results = run()
+    assert results["twins"]["hard_negative_acc"] == 100.0 and results["twins"]["t2i_R@1"] == 100.0
+    monkeypatch.setattr(TextCache, "wrap", lambda self, encode: encode)
+    assert run() == results
+
+
+def test_each_pass_encodes_with_the_model_of_that_pass():
+    """Training moves the weights between validation passes: neither text embeddings nor zero-shot
+    class embeddings may be carried over from the previous pass."""
+
+    class _Sets:
+        def eval_sets(self, stage):
+            return [_Spec("retrieval", hard_negatives=True), _ClassSpec("classes")]
+
+    tokenizer = LongTextTokenizer()
+    captions, negatives = (tokenizer([pair[k] for pair in TWINS]) for k in (0, 1))
+    before, after = _order_sensitive_encoder(0), _order_sensitive_encoder(1)
+
+    def run(evaluator, encode):
+        evaluator.prepare(_Sets(), "val", encode, context_length=248, device=torch.device("cpu"))
+        batch = {"image": after(captions), "index": torch.arange(3), "captions": captions,
+                 "caption_index": torch.arange(3), "caption_image": torch.arange(3), "negatives": negatives[:, None]}
+        evaluator.update(batch, 0, lambda images: images, encode)
+        evaluator.update({"image": batch["image"], "label": torch.tensor([0, 1, 0]), "index": torch.arange(3)}, 1,
+                         lambda images: images, encode)
+        return evaluator.compute(), evaluator.class_weights["classes"]
+
+    fresh_results, fresh_weights = run(Evaluator(), after)
+    assert run(Evaluator(), before)[0] != fresh_results  # the two models score differently
+    evaluator = Evaluator()
+    run(evaluator, before)
+    results, weights = run(evaluator, after)  # the same evaluator, the next pass
+    assert results == fresh_results
+    torch.testing.assert_close(weights, fresh_weights)
+
+
+@dataclass
+class _ClassSpec:
+    name: str
+    kind: str = "classification"
+    class_names: tuple = ("cup", "bowl")

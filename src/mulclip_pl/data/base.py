@@ -198,12 +198,23 @@ class BaseDataModule(L.LightningDataModule):
         if self.train_set is None:
             raise DataError(f"{self.name} has no training split")
         trainer = self.trainer
+        self.check_one_batch(len(self.train_set), trainer.world_size if trainer else 1)
         return ResumableLoader(
             self.train_set, self.batch_size, progress=self._train_progress, seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
             num_workers=self.num_workers, collate_fn=collate, persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def check_one_batch(self, size: int, world_size: int) -> None:
+        """Batches are whole (``drop_last``): data too small for one batch per process would train
+        on nothing, and Lightning would only warn and exit 0; refuse it instead."""
+        if size // world_size < self.batch_size:
+            fit = size // world_size
+            raise DataError(f"{self.name}/train: {size} training pairs over {world_size} process(es) give "
+                            f"{fit} each, fewer than one batch of {self.batch_size} (batches are whole): "
+                            + (f"set --data.batch_size {fit} or lower, or train on more data" if fit
+                               else "train on more data or fewer processes"))
 
     def _train_progress(self) -> tuple[int, int]:
         """(epoch, batches processed in it), what a checkpoint must remember of the data position."""
@@ -240,6 +251,13 @@ class HeldOutValMixin:
 
     def _split_train(self, records: list[Record], split: Stage) -> list[Record]:
         keep_val = split == "val"
-        return [r for r in records if (_hash_fraction(r.id) < self.val_fraction) == keep_val]
+        kept = [r for r in records if (_hash_fraction(r.id) < self.val_fraction) == keep_val]
+        if records and not kept:  # not a path problem: the fraction of this many records holds none
+            what = "validation" if keep_val else "training"
+            fix = ("raise --data.val_fraction, or set it to 0 for no validation" if keep_val
+                   else "lower --data.val_fraction")
+            raise DataError(f"{getattr(self, 'name', 'data')}/{split}: val_fraction {self.val_fraction} of "
+                            f"{len(records)} training records leaves no {what} records; {fix}")
+        return kept
 
 

@@ -48,7 +48,7 @@ class StreamingPairs(IterableDataset):
         self.blocks_per_slot = len(rows) // self.block // slots
         self.batches_per_worker = self.blocks_per_slot * self.block // batch_size
         if self.batches_per_worker == 0:
-            raise ValueError(f"streaming: {len(rows)} rows give {world_size} ranks x {self.workers} workers fewer than "
+            raise DataError(f"streaming: {len(rows)} rows give {world_size} ranks x {self.workers} workers fewer than "
                              f"one batch of {batch_size} each; use fewer workers or a smaller batch")
         self.epoch, self.skip_batches = 0, 0  # set by StreamingLoader before each epoch's iterator
         used = slots * self.batches_per_worker * batch_size

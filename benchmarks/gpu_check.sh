@@ -54,6 +54,8 @@ section "MulCLIP step and memory against M" 120 \
 section "bf16 vs fp32 loss at step 0" 60 $PY benchmarks/precision_check.py --model "$MODEL" --batch-size "$BATCH"
 section "loader samples/s ($WORKERS workers; compare with the step's samples/s above)" 90 \
   $PY benchmarks/dataloader.py --workers "$WORKERS" --batch-size "$BATCH" --batches 6
+section "weight-decay groups under FSDP ($MODEL; 2 CPU processes, so parameters are 1-D shards)" 240 \
+  $PY benchmarks/fsdp_groups.py --model "$MODEL"
 export -f fit; export CLI MODEL BATCH ACCEL WORKERS OUT PY PX  # `timeout` runs them through bash -c
 section "bf16 fit, $FIT_STEPS steps on SynthLong, every loss finite" 200 bash -c "fit bf16_fit $FIT_STEPS"
 if [ "$ACCEL" = gpu ]; then

@@ -11,6 +11,7 @@ from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data import prepare as prepare_module
 from mulclip_pl.data.prepare import prepare
+from mulclip_pl.data.prepared import Prepared
 from mulclip_pl.data.prepared_store import open_prepared
 from mulclip_pl.data.records import DataError
 from mulclip_pl.model.long_text import LongTextTokenizer
@@ -86,3 +87,21 @@ def test_min_side_shrinks_stored_images(synth12, tmp_path):
     table, manifest = open_prepared(tmp_path / "out")
     assert manifest["min_side"] == 16 and {row["image"].size for row in table} == {(16, 16)}
     shutil.rmtree(tmp_path / "out")
+
+
+def test_shards_of_an_older_format_are_refused_with_the_reason_and_rewritten(synth12, tmp_path, monkeypatch):
+    """v1 shrank phone photos without their EXIF orientation: such data must not train silently."""
+    data, out = GenericCaptions(train_file=str(synth12 / "train.jsonl")), tmp_path / "out"
+    prepare(data=data, out=str(out), shard_size=5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "mulclip-pl prepared v1"}))
+    for marker in out.glob("shards/*/done.json"):  # v1 markers carried no format
+        marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "format"}))
+    with pytest.raises(DataError, match=r"older `mulclip-pl prepare`: .*EXIF orientation.* Rerun") as refused:
+        Prepared(path=str(out)).setup("fit")
+    assert "\n" not in str(refused.value)
+    written, original = [], prepare_module.write_shard
+    monkeypatch.setattr(prepare_module, "write_shard", lambda job: (written.append(job.index), original(job)))
+    prepare(data=data, out=str(out), shard_size=5)  # the same command, as the message says
+    assert written == [0, 1, 2]
+    assert len(open_prepared(out)[0]) == 12

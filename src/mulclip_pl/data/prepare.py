@@ -102,11 +102,15 @@ def prepare(*, data: BaseDataModule, out: str, split: str = "train", min_side: i
 
 
 def _finished(job: ShardJob) -> bool:
-    """A complete shard of this job; a shard written from other records or settings is refused."""
+    """A complete shard of this job; one of an older format is rewritten, one written from other
+    records or settings is refused."""
     marker = job.folder / DONE
     if not marker.is_file():
         return False
-    found = json.loads(marker.read_text())["fingerprint"]
+    content = json.loads(marker.read_text())
+    if content.get("format") != FORMAT:
+        return False
+    found = content["fingerprint"]
     if found != job.fingerprint():
         raise DataError(f"{job.folder} was written from other records or settings (fingerprint {found}, this run "
                         f"{job.fingerprint()}); use a new --out folder, or delete {job.folder.parent} to start over")
@@ -153,8 +157,8 @@ def write_shard(job: ShardJob) -> None:
     dataset = datasets.Dataset.from_dict({name: [row[name] for row in rows] for name in FEATURES}, features=FEATURES)
     dataset.save_to_disk(str(temporary), num_shards=1)
     files = [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(temporary.glob("*.arrow"))]
-    write_json(temporary / DONE, {"fingerprint": job.fingerprint(), "rows": len(rows), "files": files,
-                                  "truncated_captions": truncated,
+    write_json(temporary / DONE, {"format": FORMAT, "fingerprint": job.fingerprint(), "rows": len(rows),
+                                  "files": files, "truncated_captions": truncated,
                                   "skipped": [{"item": i, "reason": r} for i, r in problems.problems]})
     shutil.rmtree(job.folder, ignore_errors=True)
     os.replace(temporary, job.folder)

@@ -25,7 +25,10 @@ from mulclip_pl.data.records import DataError
 
 MANIFEST = "manifest.json"
 DONE = "done.json"
-FORMAT = "mulclip-pl prepared v1"
+FORMAT = "mulclip-pl prepared v2"
+# Why each earlier format is refused (the manifest's and every shard's done.json carry the format).
+OUTDATED = {"mulclip-pl prepared v1": "its images shrunk with --min_side ignore EXIF orientation (phone photos "
+                                      "lie on their side)"}
 FEATURES = Features({
     "id": Value("string"),
     "image": datasets.Image(),
@@ -59,8 +62,11 @@ def read_manifest(path: str | Path) -> dict:
                 if (root / "shards").is_dir() else "expected the --out folder of `mulclip-pl prepare`")
         raise DataError(f"prepared data: no {MANIFEST} in {root} ({hint})")
     content = json.loads(manifest.read_text())
-    if content.get("format") != FORMAT:
-        raise DataError(f"{manifest}: format {content.get('format')!r}, expected {FORMAT!r}; rerun mulclip-pl prepare")
+    found = content.get("format")
+    if found != FORMAT:
+        why = OUTDATED.get(found, f"expected {FORMAT!r}")
+        raise DataError(f"{manifest}: format {found!r}, made by an older `mulclip-pl prepare`: {why}. Rerun the same "
+                        "`mulclip-pl prepare` command (it rewrites every shard of an older format)")
     return content
 
 

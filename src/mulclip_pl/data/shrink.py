@@ -21,6 +21,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from mulclip_pl.data.datasets import upright
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 JPEG_QUALITY = 95
 
@@ -52,7 +54,11 @@ def shrink_image(source: Path, target: Path, min_side: int) -> str:
 
 
 def _decode_smaller(source: Path, min_side: int) -> tuple[Image.Image | None, str | None]:
-    """The image resized to shorter side ``min_side`` and its format; None if already that small."""
+    """The image upright, resized to shorter side ``min_side``, and its format; None if already that small.
+
+    Upright: the copy is written without EXIF, so its pixels are turned here as a viewer turns them
+    (``upright``); a file copied unchanged keeps its tag, which the loader applies. Never both.
+    """
     with Image.open(source) as image:
         scale = min_side / min(image.size)
         if scale >= 1:
@@ -60,7 +66,10 @@ def _decode_smaller(source: Path, min_side: int) -> tuple[Image.Image | None, st
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         mode = image.mode if image.mode in ("RGB", "L", "RGBA") else "RGB"
         image.draft(mode, size)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, much faster
-        return image.convert(mode).resize(size, Image.Resampling.BICUBIC), image.format
+        turned = upright(image)
+        if turned.size != image.size:  # a quarter turn swaps the sides
+            size = size[::-1]
+        return turned.convert(mode).resize(size, Image.Resampling.BICUBIC), image.format
 
 
 def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:

@@ -17,9 +17,11 @@ from typing import Any, Callable, Sequence
 import open_clip
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torchmetrics import Metric
 
+from mulclip_pl.data.datasets import load_image, upright
 from mulclip_pl.model.long_text import LongTextTokenizer, OverflowPolicy
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
@@ -37,7 +39,9 @@ class LongCLIPScore(Metric):
             ``truncate`` (counted in ``n_truncated``, first one logged) or ``error``.
 
     ``update(images, captions)``: ``images`` is a (B, 3, H, W) tensor already preprocessed for
-    the model, or a list of PIL images (preprocessed here with the model's eval transform).
+    the model, or a list of PIL images or image paths (preprocessed here with the model's eval
+    transform, turned upright by their EXIF orientation as a viewer shows them, and so as the
+    caption describes them).
     """
 
     higher_is_better = True
@@ -75,7 +79,7 @@ class LongCLIPScore(Metric):
         """(B,) CLIPScore of each (image, caption) pair, without adding them to the metric."""
         captions = [captions] if isinstance(captions, str) else list(captions)
         if not torch.is_tensor(images):
-            images = torch.stack([self.image_transform(image) for image in images])
+            images = torch.stack([self.image_transform(_picture(image)) for image in images])
         if images.shape[0] != len(captions):
             raise ValueError(f"got {images.shape[0]} images but {len(captions)} captions; pass one caption per image")
         device = self.clip.logit_scale.device
@@ -92,6 +96,13 @@ class LongCLIPScore(Metric):
         if self.n_pairs == 0:
             raise ValueError("LongCLIPScore.compute() before any update(): no pairs scored")
         return (self.score_sum / self.n_pairs).float()
+
+
+def _picture(image: Image.Image | str | Path) -> Image.Image:
+    """A PIL image upright, or an image file opened as the loaders open it (``load_image``)."""
+    if isinstance(image, (str, Path)):
+        return load_image(image, Path(image).name)
+    return upright(image)
 
 
 def _open_clip_model(model: nn.Module | str | Path) -> nn.Module:

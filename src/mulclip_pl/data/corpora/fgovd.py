@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from mulclip_pl.data.corpora._io import has_fields, iter_jsonlines
 from mulclip_pl.data.records import DataError, ProblemLog, require_root
@@ -116,12 +116,15 @@ def _resolve(image_root: Path, img_path: str) -> Path:
 
 
 def _image_size(path: Path) -> tuple[int, int] | str:
-    """(width, height) from the file header, or the problem with the file."""
+    """(width, height) of the image as loaded (upright: EXIF orientation applied, as ``load_image``
+    does and as boxes are drawn), from the file header; or the problem with the file."""
     if not path.is_file():
         return f"missing image: {path}"
     try:
         with Image.open(path) as image:
-            return image.size
+            width, height = image.size
+            quarter_turn = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+            return (height, width) if quarter_turn else (width, height)
     except (UnidentifiedImageError, OSError) as exc:
         return f"unreadable image: {path}: {exc}"
 

@@ -2,7 +2,9 @@
 with one line naming the opt-in and the safer conversion; with the opt-in, old pickled files still load."""
 
 import argparse
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,16 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
+class ShellPayload(Payload):
+    """The same through a shell command: a global whose module (os) torch blocks, in other words."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+STYLES = {"open": (Payload, "io.open"), "shell": (ShellPayload, f"{os.system.__module__}.system")}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("safe")
@@ -36,6 +48,8 @@ def files(tmp_path_factory):
     crafted, crafted_weights, old_style = root / "crafted.ckpt", root / "crafted.pt", root / "old.ckpt"
     torch.save({**checkpoint, "payload": Payload(marker)}, crafted)
     torch.save({"state_dict": {}, "payload": Payload(marker)}, crafted_weights)
+    torch.save({**checkpoint, "payload": ShellPayload(marker)}, root / "crafted-shell.ckpt")
+    torch.save({"state_dict": {}, "payload": ShellPayload(marker)}, root / "crafted-shell.pt")
     torch.save({**checkpoint, "args": argparse.Namespace(lr=1e-3)}, old_style)  # legit, but needs full unpickling
     return {"synth": synth, "trained": trained, "crafted": crafted, "crafted_weights": crafted_weights,
             "old_style": old_style, "marker": marker, "image": next((synth / "images").iterdir())}
@@ -61,17 +75,19 @@ def _entry_point(name, files, tmp_path, path):
     }[name]
 
 
+@pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("entry", ["pretrained", "init_from", "ckpt_path", "ckpt_path_last", "export", "explain"])
-def test_crafted_pickle_is_refused_at_every_entry_point(entry, files, tmp_path):
+def test_crafted_pickle_is_refused_at_every_entry_point(entry, style, files, tmp_path):
     path = files["crafted_weights" if entry == "pretrained" else "crafted"]
+    if style == "shell":
+        path = path.with_stem(f"{path.stem}-shell")
     if entry == "ckpt_path_last":
-        path = tmp_path / "ckpt" / "last.ckpt"
-        path.parent.mkdir()
-        shutil.copy(files["crafted"], path)
+        (tmp_path / "ckpt").mkdir()
+        path = Path(shutil.copy(path, tmp_path / "ckpt" / "last.ckpt"))
     with pytest.raises(SystemExit) as stop:
         main(_entry_point(entry, files, tmp_path, path))
     message = str(stop.value.code)
-    assert message.startswith(f"mulclip-pl: error: refused to load {path}: it holds a pickled io.open object")
+    assert message.startswith(f"mulclip-pl: error: refused to load {path}: it holds a pickled {STYLES[style][1]} object")
     assert "--model.trust_pickle true" in message and "--trust_pickle true" in message and "\n" not in message
     hint = "save_file" if entry == "pretrained" else "mulclip-pl export --ckpt"
     assert hint in message and "safetensors" in message and "weights_only" not in message
@@ -109,3 +125,15 @@ def test_export_format_flag(files, tmp_path):
     assert (tmp_path / "model.pt").is_file()
     with pytest.raises(SystemExit, match="names a .pt file but --format is safetensors"):
         main(["export", "--ckpt", str(files["trained"]), "--format", "safetensors", "--out", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.parametrize("entry", ["ckpt_path", "ckpt_path_last"])
+def test_a_corrupt_ckpt_path_is_one_line(entry, files, tmp_path):
+    path = tmp_path / "ckpt" / "last.ckpt"
+    path.parent.mkdir()
+    path.write_bytes(b"garbage, not a checkpoint")
+    with pytest.raises(SystemExit) as stop:
+        main(_entry_point(entry, files, tmp_path, path))
+    message = str(stop.value.code)
+    assert message.startswith("mulclip-pl: error: could not read ") and str(path) in message
+    assert "not a torch checkpoint" in message and "\n" not in message and "weights_only" not in message

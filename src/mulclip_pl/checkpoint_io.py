@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,8 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback
 import torch
 
-from mulclip_pl.model.checkpoints import refusing_pickles
+from mulclip_pl.model.errors import PretrainedWeightsError
+from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -57,8 +59,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Callable | None = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
         trusted = self.trust_pickle or weights_only is False  # an explicit opt-in either way
-        with refusing_pickles(path):
-            return super().load_checkpoint(path, map_location=map_location, weights_only=not trusted)
+        try:
+            with refusing_pickles(path):
+                return super().load_checkpoint(path, map_location=map_location, weights_only=not trusted)
+        except PretrainedWeightsError:  # our refusal (UnsafePickleError) is already one line
+            raise
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # corrupt or foreign: one line, not torch's
+            raise PretrainedWeightsError(f"could not read checkpoint {path}: {read_error_gist(exc)}") from None
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -18,11 +19,12 @@ from mulclip_pl.checkpoint_io import SafeCheckpoints
 from mulclip_pl.data.records import DataError
 from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.export import ExportError
-from mulclip_pl.model.checkpoints import PretrainedWeightsError, UnsafePickleError, refusing_pickles
+from mulclip_pl.model.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.predict import EmbeddingWriter, output_dir
 from mulclip_pl.preemption import Preemption
+from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
 TOOLS = {
@@ -49,16 +51,21 @@ class MulCLIPCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning applies the hyper-parameters saved in ``--ckpt_path`` here, from a weights-only read.
         A file that needs full unpickling is refused with our message, or, under --model.trust_pickle
-        true, keeps the command line's model arguments; trust_pickle never comes from the file."""
+        true, keeps the command line's model arguments; trust_pickle never comes from the file. A
+        corrupt or foreign file is one line too, not torch's traceback."""
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
         trust = bool(model is not None and model.get("trust_pickle"))
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
         try:
-            with refusing_pickles(self.config[subcommand].get("ckpt_path") if subcommand else None):
+            with refusing_pickles(path):
                 super()._parse_ckpt_path()
         except UnsafePickleError:
             if not trust:
                 raise
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as exc:  # torch.load, or not a dict
+            raise PretrainedWeightsError(f"could not read --ckpt_path {path} as a Lightning checkpoint: "
+                                         f"{read_error_gist(exc)}") from None
         if model is not None:
             self.config[subcommand].model.trust_pickle = trust
 

@@ -22,6 +22,7 @@ from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, PositionSch
 from mulclip_pl.model.sentence_features import span_sentence_features
 from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce
+from mulclip_pl.objectives.identical_texts import text_keys
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
 from mulclip_pl.optim import param_groups, warmup_cosine
@@ -46,8 +47,9 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
     Args:
         model_name: open_clip architecture (ViT-B-16, ViT-L-14, ViT-B-16-quickgelu for OpenAI
             weights, or the bundled mulclip-tiny / mulclip-test).
-        pretrained: local CLIP weights file to start from: open_clip checkpoint, OpenAI .pt,
-            .safetensors, or a Long-CLIP / mulclip-pl export (already 248 positions). None = random init.
+        pretrained: CLIP weights to start from: a local file (open_clip checkpoint, OpenAI .pt,
+            .safetensors, a Long-CLIP / mulclip-pl export with 248 positions) or a name open_clip
+            resolves and caches (a tag such as openai, hf-hub:ORG/REPO, a URL). None = random init.
         init_from: a Lightning .ckpt written by ``mulclip-pl fit`` to start from: its CLIP towers
             (77 or 248 positions; 77 are stretched) and, when shapes match, its calibration heads.
             Weights only: optimizer, schedule and epoch start fresh (use --ckpt_path to resume a run).
@@ -77,6 +79,8 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         sentence_features: SAP's sentence embeddings: 'encoded' (the paper: each sentence through the
             text tower on its own) or 'span' (beyond the paper: the long caption's token outputs
             averaged over the sentence's tokens; no extra text pass, see model/sentence_features.py).
+        identical_texts_as_negatives: True = the paper's plain losses; False (beyond the paper) = a text
+            identical to an image's own is not its negative, and SAP averages only sentence indices with one.
         lr: learning rate of the CLIP towers.
         head_lr: learning rate of the calibration heads (new, so larger than lr).
         weight_decay: AdamW weight decay of matrices (not of biases, norms, embeddings, logit scale).
@@ -114,6 +118,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         tau_s: float = 0.07,
         sap_top_k_fraction: float | None = 0.25,
         sentence_features: Literal["encoded", "span"] = "encoded",
+        identical_texts_as_negatives: bool = False,
         lr: float = 1e-6,
         head_lr: float = 1e-4,
         weight_decay: float = 0.01,
@@ -211,9 +216,10 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
             (t_short, t_sub), sub_mask = self._encode_short_and_sentences(batch), batch["sub_mask"]
         scale = self.logit_scale()
 
+        plain = hp.identical_texts_as_negatives  # else identical texts are not negatives (METHOD.md §2)
         terms = {
-            "global_long": infonce(v_cls, t_long, scale),
-            "global_short": infonce(v_cls, t_short, scale),
+            "global_long": infonce(v_cls, t_long, scale, None if plain else text_keys(batch["long"])),
+            "global_short": infonce(v_cls, t_short, scale, None if plain else text_keys(batch["short"])),
         }
         terms["global"] = hp.long_weight * terms["global_long"] + hp.short_weight * terms["global_short"]
         total = hp.lambda_global * terms["global"]
@@ -227,7 +233,8 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
             terms.update(word=wpr.total, word_image=wpr.image, word_text=wpr.text)
             total = total + self.word_weight() * wpr.total
         if self.use_sap:
-            terms["sub"] = subcaption_patch_loss(t_sub, sub_mask, v_loc, scale, hp.tau_s, self.sap_top_k)
+            terms["sub"] = subcaption_patch_loss(t_sub, sub_mask, v_loc, scale, hp.tau_s, self.sap_top_k,
+                                                 None if plain else text_keys(batch["sub"]))
             total = total + hp.lambda_sub * terms["sub"]
         return Losses(total=total, terms=terms)
 

@@ -1,5 +1,11 @@
+import json
+import os
+import pickle
+
+import numpy as np
 import pytest
 
+from mulclip_pl.cli import main
 from mulclip_pl.data.corpora.classification import read_cifar, read_image_folder
 from mulclip_pl.data.corpora.dci import read_dci
 from mulclip_pl.data.corpora.docci import read_docci
@@ -7,8 +13,8 @@ from mulclip_pl.data.corpora.generic import read_generic
 from mulclip_pl.data.corpora.karpathy import read_karpathy
 from mulclip_pl.data.corpora.sharegpt4v import read_sharegpt4v
 from mulclip_pl.data.corpora.urban1k import read_urban1k
-from mulclip_pl.data.records import ProblemLog
-from tests.conftest import write_image
+from mulclip_pl.data.records import DataError, ProblemLog
+from tests.conftest import TEST_MODEL, write_image
 from tests.data import fixtures
 
 
@@ -75,3 +81,67 @@ def test_cifar_and_image_folder(tmp_path):
     (tmp_path / "names.json").write_text('{"n01": "goldfish"}')
     items, names = read_image_folder(tmp_path / "folder", tmp_path / "names.json")
     assert names == ["goldfish", "n02"] and [i.label for i in items] == [0, 1]
+
+
+def test_image_folders_named_by_numbers_are_labelled_in_numeric_order(tmp_path):
+    numbers = ("0", "1", "2", "9", "10", "11", "100")  # as strings: 0, 1, 10, 100, 11, 2, 9
+    for name in numbers:
+        write_image(tmp_path / name / "x.png")
+    (tmp_path / "names.json").write_text(json.dumps({n: f"class {n}" for n in numbers}))
+    items, names = read_image_folder(tmp_path, tmp_path / "names.json")
+    assert names == [f"class {n}" for n in numbers]
+    assert {i.id: i.label for i in items} == {f"{n}/x.png": k for k, n in enumerate(numbers)}
+    assert all(names[i.label] == f"class {i.id.split('/')[0]}" for i in items)
+
+
+def _python2_style(data: dict) -> bytes:
+    """A CIFAR batch as its release was written: protocol 2, numpy's pre-2.0 module names."""
+    return pickle.dumps(data, protocol=2).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def test_cifar_batches_of_the_python2_release_still_load(tmp_path):
+    fixtures.write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    for name in ("test_batch", "batches.meta"):
+        data = pickle.loads((folder / name).read_bytes())
+        (folder / name).write_bytes(_python2_style(data))
+    assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
+    items, names = read_cifar(tmp_path, 10)
+    assert len(items) == 6 and names[9] == "truck" and items[5].label == 5 and items[0].pixels.dtype == np.uint8
+
+
+class _Shell:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Open(_Shell):
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("payload,name", [(_Shell, f"{os.system.__module__}.system"), (_Open, "io.open")])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_crafted_cifar_batch_is_refused_without_running(tmp_path, payload, name, protocol):
+    fixtures.write_cifar10(tmp_path)
+    batch, marker = tmp_path / "cifar-10-batches-py" / "test_batch", tmp_path / "CODE_RAN"
+    data = pickle.loads(batch.read_bytes())
+    batch.write_bytes(pickle.dumps({**data, b"batch_label": payload(marker)}, protocol=protocol))
+    with pytest.raises(DataError, match=rf"refused to read CIFAR file {batch}: it holds a pickled {name} object"):
+        read_cifar(tmp_path, 10)
+    assert not marker.exists()
+
+
+def test_a_crafted_cifar_batch_stops_the_cli_in_one_line(tmp_path):
+    fixtures.write_cifar10(tmp_path)
+    batch, marker = tmp_path / "cifar-10-batches-py" / "test_batch", tmp_path / "CODE_RAN"
+    batch.write_bytes(pickle.dumps({b"data": _Shell(marker), b"labels": []}, protocol=2))
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--model.model_name", TEST_MODEL, "--data", "CIFAR10", "--data.root", str(tmp_path),
+              "--data.num_workers", "0", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(tmp_path / "out")])
+    assert str(stop.value.code).startswith(f"mulclip-pl: error: refused to read CIFAR file {batch}")
+    assert "\n" not in str(stop.value.code) and not marker.exists()

@@ -229,14 +229,14 @@ class ImageNet(_Classification):
         root: the folder holding the class folders (wnids; ImageNet-V2: 0..999).
     """
 
-    default_name, layout, subset = "imagenet", "wnid", False
+    default_name, layout, subset, classes = "imagenet", "wnid", False, 1000  # classes: folders of a full copy
 
     def __init__(self, root: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = root
 
     def read_items(self):
-        return read_imagenet(self.root, self.layout, type(self).__name__, self.subset)
+        return read_imagenet(self.root, self.layout, type(self).__name__, self.subset, self.classes)
 
 
 class ImageNetV2(ImageNet):
@@ -248,4 +248,4 @@ class ImageNetV2(ImageNet):
 class ImageNetO(ImageNet):
     """ImageNet-O (2,000 images): 200 wnid folders, scored over those 200 classes only."""
 
-    default_name, subset = "imagenet_o", True
+    default_name, subset, classes = "imagenet_o", True, 200

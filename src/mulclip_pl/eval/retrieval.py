@@ -1,27 +1,37 @@
 """Image-text retrieval recall (I2T and T2I R@1/5/10) as a torchmetrics ``Metric``.
 
 Several captions per image are supported (COCO / Flickr30K: an image query hits if *any* of its
-captions is in the top K; each caption is a separate text query). Ties are resolved
-pessimistically: a candidate that scores *equal* to the ground truth ranks above it, so a
-collapsed model cannot score well by ties. Similarities are computed in chunks, so a 25k x 5k
-COCO matrix never has to exist at once. Under DDP, the states are gathered and samples that a
-distributed sampler repeated are dropped by their indices.
+captions is in the top K; each caption is a separate text query). Similarities are computed in
+fp32 and in chunks, so a 25k x 5k COCO matrix never has to exist at once. Under DDP, the states
+are gathered and samples that a distributed sampler repeated are dropped by their indices.
+
+Ties (``TieRule``) matter where captions repeat (COCO has identical captions on different images:
+an image then ties its own caption with another image's):
+- ``pessimistic`` (default): a candidate scoring *equal* to the ground truth ranks above it, so a
+  collapsed model (all embeddings alike) cannot score by ties.
+- ``clip_benchmark``: equal candidates rank in data-set order (the earlier one first), which is
+  what clip_benchmark's ``torch.topk`` does with rows of at least 64·K candidates (every real
+  benchmark): use it to compare with figures that clip_benchmark produced.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torchmetrics import Metric
 
 KS = (1, 5, 10)
+TieRule = Literal["pessimistic", "clip_benchmark"]
 
 
 class RetrievalRecall(Metric):
     full_state_update = False
 
-    def __init__(self, ks: tuple[int, ...] = KS, chunk_size: int = 2048) -> None:
+    def __init__(self, ks: tuple[int, ...] = KS, chunk_size: int = 2048, ties: TieRule = "pessimistic") -> None:
         super().__init__()
-        self.ks, self.chunk_size = ks, chunk_size
+        _check_ties(ties)
+        self.ks, self.chunk_size, self.ties = ks, chunk_size, ties
         for name in ("image_emb", "image_id", "text_emb", "text_id", "text_image_id"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -51,7 +61,7 @@ class RetrievalRecall(Metric):
         if missing:
             raise ValueError(f"captions refer to images never seen by the metric: ids {missing[:5]}")
         text_image_col = torch.tensor([column_of[int(i)] for i in text_image_id.tolist()], device=text_emb.device)
-        return recall_at_k(image_emb, text_emb, text_image_col, self.ks, self.chunk_size)
+        return recall_at_k(image_emb, text_emb, text_image_col, self.ks, self.chunk_size, self.ties)
 
 
 def recall_at_k(
@@ -60,14 +70,18 @@ def recall_at_k(
     text_image: torch.Tensor,
     ks: tuple[int, ...] = KS,
     chunk_size: int = 2048,
+    ties: TieRule = "pessimistic",
 ) -> dict[str, torch.Tensor]:
-    """R@K in percent. text_image: (T,) index of each caption's image in ``image_emb`` (I, d)."""
+    """R@K in percent. text_image: (T,) index of each caption's image in ``image_emb`` (I, d);
+    rows of both are in data-set order (what ``ties='clip_benchmark'`` orders equal scores by)."""
+    _check_ties(ties)
+    image_emb, text_emb = image_emb.float(), text_emb.float()
     t2i_rank = torch.cat([
-        _t2i_ranks(text_emb[s : s + chunk_size], image_emb, text_image[s : s + chunk_size])
+        _t2i_ranks(text_emb[s : s + chunk_size], image_emb, text_image[s : s + chunk_size], ties)
         for s in range(0, text_emb.shape[0], chunk_size)
     ])
     i2t_rank = torch.cat([
-        _i2t_ranks(image_emb[s : s + chunk_size], text_emb, text_image, s)
+        _i2t_ranks(image_emb[s : s + chunk_size], text_emb, text_image, s, ties)
         for s in range(0, image_emb.shape[0], chunk_size)
     ])
     out = {}
@@ -77,20 +91,36 @@ def recall_at_k(
     return out
 
 
-def _t2i_ranks(texts: torch.Tensor, images: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """0-based pessimistic rank of each caption's image among all images."""
+def _check_ties(ties: str) -> None:
+    if ties not in ("pessimistic", "clip_benchmark"):
+        raise ValueError(f"ties must be 'pessimistic' or 'clip_benchmark', got {ties!r}")
+
+
+def _ahead(sims: torch.Tensor, score: torch.Tensor, position: torch.Tensor, ties: TieRule) -> torch.Tensor:
+    """(n, C) bool: candidates ranked above the one at column ``position`` (n, 1) that scores
+    ``score`` (n, 1): higher scores, and equal ones (all, or those listed earlier)."""
+    equal = sims == score
+    if ties == "clip_benchmark":
+        equal &= torch.arange(sims.shape[1], device=sims.device)[None, :] < position
+    return (sims > score) | equal
+
+
+def _t2i_ranks(texts: torch.Tensor, images: torch.Tensor, gt: torch.Tensor, ties: TieRule) -> torch.Tensor:
+    """0-based rank of each caption's image among all images."""
     sims = texts @ images.T  # (t, I)
     gt_score = sims.gather(1, gt[:, None])
     others = torch.ones_like(sims, dtype=torch.bool).scatter_(1, gt[:, None], False)
-    return ((sims >= gt_score) & others).sum(dim=1)
+    return (_ahead(sims, gt_score, gt[:, None], ties) & others).sum(dim=1)
 
 
-def _i2t_ranks(images: torch.Tensor, texts: torch.Tensor, text_image: torch.Tensor, offset: int) -> torch.Tensor:
-    """0-based pessimistic rank of each image's best-scoring own caption among all captions."""
+def _i2t_ranks(images: torch.Tensor, texts: torch.Tensor, text_image: torch.Tensor, offset: int,
+               ties: TieRule) -> torch.Tensor:
+    """0-based rank of each image's best-placed own caption among the other images' captions."""
     sims = images @ texts.T  # (i, T)
     own = text_image[None, :] == torch.arange(offset, offset + images.shape[0], device=images.device)[:, None]
     best_own = sims.masked_fill(~own, float("-inf")).amax(dim=1, keepdim=True)
-    return ((sims >= best_own) & ~own).sum(dim=1)
+    first_best = (own & (sims == best_own)).int().argmax(dim=1, keepdim=True)  # the earliest own caption at best_own
+    return (_ahead(sims, best_own, first_best, ties) & ~own).sum(dim=1)
 
 
 def _cat(parts: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:

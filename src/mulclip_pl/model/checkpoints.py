@@ -1,25 +1,21 @@
-"""Build open_clip CLIP models and load pretrained weights from local files only.
+"""Build open_clip CLIP models and load pretrained weights.
 
-Accepted files: open_clip checkpoints (``.pt``/``.bin``, with or without a ``state_dict`` key),
-OpenAI's TorchScript ``.pt`` releases, and ``.safetensors``. A checkpoint may hold 77 text
-positions (any CLIP) or already-stretched ones (a mulclip-pl export); both load. Nothing here
-touches the network: an open_clip pretrained *tag* only works when it is already in the local
-cache, and otherwise fails with a message saying which file to pass instead.
+Accepted weights: open_clip checkpoints (``.pt``/``.bin``, with or without a ``state_dict`` key),
+OpenAI's TorchScript ``.pt`` releases, ``.safetensors``, and names that open_clip resolves (a
+pretrained tag, ``hf-hub:ORG/REPO``, a URL), fetched as open_clip fetches them (``weights_by_name.py``).
+A checkpoint may hold 77 text positions (any CLIP) or already-stretched ones (a mulclip-pl
+export); both load.
 
 Files may come from anyone (a hub, a colleague), so reading one never runs code from it: torch
 files are read with ``weights_only=True``; a file that holds other pickled objects is refused
-(``UnsafePickleError``) unless the caller passes ``trust_pickle``.
+(``UnsafePickleError``, see ``safe_pickle.py``) unless the caller passes ``trust_pickle``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import pickle
-import re
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import open_clip
@@ -27,55 +23,20 @@ from open_clip.factory import load_state_dict
 import torch
 from torch import nn
 
+from mulclip_pl.model.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.long_text import (
     KEEP_POSITIONS, LONG_CONTEXT, PositionScheme, adapt_position_layout, extend_text_context, merged_positions,
     stretched_length,
 )
+from mulclip_pl.model.weights_by_name import fetch_weights, is_remote, is_tag, require_quick_gelu
+from mulclip_pl.safe_pickle import SAFETENSORS_HINT, read_error_gist, refusing_pickles
+
+__all__ = ["PretrainedWeightsError", "UnsafePickleError", "build_clip", "read_state_dict", "read_lightning_checkpoint"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers mulclip-tiny / mulclip-test with open_clip
-
-
-class PretrainedWeightsError(RuntimeError):
-    """Weights could not be found, read, or matched to the requested architecture."""
-
-
-class UnsafePickleError(PretrainedWeightsError):
-    """A file needs full unpickling, which can run code hidden in it, and was not trusted."""
-
-
-TRUST_FLAGS = "--model.trust_pickle true (mulclip-pl export / explain: --trust_pickle true)"
-# How to turn a trusted pickled file into one that cannot run code, per kind of file.
-EXPORT_HINT = ("mulclip-pl export --ckpt {path} --trust_pickle true --format safetensors --out weights.safetensors, "
-               "then start from it with --model.pretrained weights.safetensors")
-SAFETENSORS_HINT = "safetensors.torch.save_file(its state dict, 'weights.safetensors'), then --model.pretrained weights.safetensors"
-
-
-@contextmanager
-def refusing_pickles(path: str | Path, hint: str = EXPORT_HINT):
-    """Turn torch's ``weights_only`` refusal of a pickled object into an ``UnsafePickleError``
-    that names the opt-in flag and the safer conversion, instead of torch's advice to set
-    ``weights_only=False``. Other read errors pass through unchanged."""
-    try:
-        yield
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if not found:
-            raise
-        raise UnsafePickleError(
-            f"refused to load {path}: it holds a pickled {found.group(1)} object, and unpickling can run code "
-            f"hidden in the file. If you trust where the file came from, pass {TRUST_FLAGS}. Safer: convert it "
-            f"once, where you trust it, to safetensors (cannot run code): {hint.format(path=path)}."
-        ) from None
-
-
-def _reason(exc: Exception) -> str:
-    """The gist of a read error, without torch's advice to load with ``weights_only=False``."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-        return f"not a torch checkpoint ({detail})"
-    return text.splitlines()[0] if text else type(exc).__name__
+# Entries of OpenAI's CLIP state dicts that are not weights; their presence marks OpenAI's format.
+OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 def build_clip(
@@ -87,12 +48,14 @@ def build_clip(
     source: str | None = None,
     position_scheme: PositionScheme = "longclip",
     trust_pickle: bool = False,
+    cache_dir: str | None = None,
 ) -> nn.Module:
     """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
 
-    Weights come from the ``pretrained`` file, or from ``state`` (an already-read state dict,
-    e.g. the towers of a Lightning checkpoint, named ``source`` in errors), which wins.
-    ``trust_pickle`` lets ``pretrained`` be a file that needs full unpickling (see module doc).
+    Weights come from ``pretrained`` (a file, or a name fetched into ``cache_dir``: see module
+    doc), or from ``state`` (an already-read state dict, e.g. the towers of a Lightning checkpoint,
+    named ``source`` in errors), which wins. ``trust_pickle`` lets ``pretrained`` be a file that
+    needs full unpickling (see module doc).
 
     The model is created at CLIP's own context (77), weights are loaded, then positions are
     stretched, so that pretrained positions go through Long-CLIP's stretch and not open_clip's
@@ -105,13 +68,13 @@ def build_clip(
             f"unknown model_name {model_name!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14, "
             f"ViT-B-16-quickgelu (OpenAI weights), mulclip-tiny, mulclip-test"
         )
+    if state is None and pretrained:  # before building: a wrong name or file fails fast
+        state, source = read_state_dict(pretrained, model_name, trust_pickle, cache_dir), pretrained
     clip = _create_unloaded(model_name)
     if not hasattr(clip, "positional_embedding"):
         raise ValueError(f"{model_name} has no CLIP-style text tower; mulclip-pl needs one")
     base_context = clip.positional_embedding.shape[0]
     factor = _stretch_factor(base_context, context_length, keep_positions)
-    if state is None and pretrained:
-        state, source = read_state_dict(pretrained, model_name, trust_pickle), pretrained
     if state is not None and _positions(state) == base_context:
         load_state(clip, state, source, model_name)
         state = None
@@ -156,38 +119,49 @@ def _positions(state: dict[str, torch.Tensor]) -> int | None:
     return None if pos is None else pos.shape[0]
 
 
-def read_state_dict(pretrained: str, model_name: str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Read a local weights file (or an already-cached open_clip tag) into a state dict.
+def read_state_dict(pretrained: str, model_name: str, trust_pickle: bool = False,
+                    cache_dir: str | None = None) -> dict[str, torch.Tensor]:
+    """Read weights into a state dict: a local file, or a name open_clip resolves (a pretrained tag
+    of ``model_name``, ``hf-hub:ORG/REPO``, a URL), fetched into ``cache_dir`` as open_clip would.
 
-    .safetensors hold tensors only; torch files are read with ``weights_only=True`` unless
-    ``trust_pickle``; OpenAI's TorchScript archives go through ``torch.jit.load`` as in open_clip,
-    which rebuilds TorchScript objects only (no Python globals) and whose code is never run here.
+    Tags come first and then files, as in open_clip. .safetensors hold tensors only; torch files
+    are read with ``weights_only=True`` unless ``trust_pickle``; OpenAI's TorchScript archives go
+    through ``torch.jit.load`` as in open_clip, which rebuilds TorchScript objects only (no Python
+    globals) and whose code is never run here. OpenAI weights (QuickGELU) are refused for a GELU
+    ``model_name``: they would load without an error and give wrong embeddings.
     """
     path = Path(pretrained).expanduser()
-    if path.is_file():
-        try:
-            with refusing_pickles(path, SAFETENSORS_HINT):
-                state = _read_weights_file(path, trust_pickle)
-        except PretrainedWeightsError:
-            raise
-        except Exception as exc:  # torch/safetensors raise many kinds
+    if is_tag(pretrained, model_name) or (is_remote(pretrained) and not path.is_file()):
+        path = fetch_weights(pretrained, model_name, cache_dir)
+    elif not path.is_file():
+        if path.suffix or "/" in pretrained or "\\" in pretrained:
             raise PretrainedWeightsError(
-                f"could not read weights file {path}: {_reason(exc)}. "
-                "Expected an open_clip checkpoint, an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
-            ) from exc
-        return {k: v for k, v in state.items() if k not in ("input_resolution", "vocab_size", "context_length")}
-    if path.suffix or os.sep in pretrained:
+                f"pretrained weights file not found: {path}. Pass a local open_clip / OpenAI / safetensors "
+                f"file, an open_clip tag of {model_name}, hf-hub:ORG/REPO or a URL."
+            )
+        path = fetch_weights(pretrained, model_name, cache_dir)  # not a tag either: says which tags there are
+    try:
+        with refusing_pickles(path, SAFETENSORS_HINT):
+            state, openai_format = _read_weights_file(path, trust_pickle)
+    except PretrainedWeightsError:
+        raise
+    except Exception as exc:  # torch/safetensors raise many kinds
         raise PretrainedWeightsError(
-            f"pretrained weights file not found: {path}. Pass the path of a local open_clip / OpenAI "
-            "/ safetensors file (this project never downloads weights)."
-        )
-    return _read_cached_tag(pretrained, model_name)
+            f"could not read weights file {path}: {read_error_gist(exc)}. "
+            "Expected an open_clip checkpoint, an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
+        ) from exc
+    if openai_format:
+        require_quick_gelu(model_name, f"the weights in {path}", f"OpenAI CLIP format: {openai_format}")
+    return {k: v for k, v in state.items() if k not in OPENAI_EXTRA_KEYS}
 
 
-def _read_weights_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+def _read_weights_file(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict, and what marks it as OpenAI's format (None when nothing does)."""
     if _is_torchscript(path):
-        return torch.jit.load(str(path), map_location="cpu").state_dict()
-    return load_state_dict(str(path), weights_only=not trust_pickle)  # open_clip: unwraps 'state_dict', 'module.'
+        return torch.jit.load(str(path), map_location="cpu").state_dict(), "a TorchScript archive"
+    state = load_state_dict(str(path), weights_only=not trust_pickle)  # open_clip: unwraps 'state_dict', 'module.'
+    extra = [k for k in OPENAI_EXTRA_KEYS if k in state]
+    return state, (f"state-dict entries {extra}" if extra else None)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -196,31 +170,6 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
-
-
-def _read_cached_tag(tag: str, model_name: str) -> dict[str, torch.Tensor]:
-    """Resolve an open_clip pretrained tag from the local cache only (the hub is set offline)."""
-    if not open_clip.get_pretrained_cfg(model_name, tag):
-        raise PretrainedWeightsError(
-            f"{tag!r} is neither a file nor an open_clip pretrained tag of {model_name} "
-            f"(tags: {open_clip.list_pretrained_tags_by_model(model_name)})"
-        )
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        model = open_clip.create_model(model_name, pretrained=tag)
-    except Exception as exc:
-        raise PretrainedWeightsError(
-            f"open_clip tag {model_name}/{tag} is not in the local cache and nothing is downloaded here "
-            f"({type(exc).__name__}). Download the weights file elsewhere and pass its path: "
-            f"--model.pretrained=/path/to/{model_name}-{tag}.pt"
-        ) from exc
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
-    return model.state_dict()
 
 
 def load_state(clip: nn.Module, state: dict[str, torch.Tensor], source: str, model_name: str) -> None:
@@ -237,8 +186,8 @@ def load_state(clip: nn.Module, state: dict[str, torch.Tensor], source: str, mod
         raise PretrainedWeightsError(
             f"weights in {source} do not match architecture {model_name}: "
             f"{len(missing)} missing (e.g. {missing[:5]}), {len(unexpected)} unexpected (e.g. {unexpected[:5]}), "
-            f"{len(mismatched)} shape mismatches (e.g. {mismatched[:5]}). Check --model.model_name "
-            "(OpenAI weights need the '-quickgelu' variant, e.g. ViT-B-16-quickgelu)."
+            f"{len(mismatched)} shape mismatches (e.g. {mismatched[:5]}). Pass the --model.model_name "
+            "the weights were trained as."
         )
     if "logit_scale" in state:
         state = {**state, "logit_scale": state["logit_scale"].reshape(model_state["logit_scale"].shape)}
@@ -293,7 +242,7 @@ def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trus
         raise
     except Exception as exc:
         raise PretrainedWeightsError(
-            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: {_reason(exc)}). "
+            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: {read_error_gist(exc)}). "
             "For plain CLIP weights files use --model.pretrained."
         ) from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -42,8 +42,15 @@ def subcaption_patch_loss(
     logit_scale: torch.Tensor,
     tau_s: float = 0.07,
     top_k: int | None = None,
+    sentence_keys: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """t_sub: (B, M, d) normalised, sentence_mask: (B, M) True where sentence i exists."""
+    """t_sub: (B, M, d) normalised, sentence_mask: (B, M) True where sentence i exists.
+
+    sentence_keys: (B, M, 2) ``identical_texts.text_keys`` of the sentences: the same sentence of
+    two images is not a negative, and indices i where no sentence has a negative are left out of
+    the mean. None = the paper's ``1/|I|`` over every present index.
+    """
+    keys = None if sentence_keys is None else sentence_keys.transpose(0, 1)
     with fp32(v_loc):  # grouped_infonce's .float() casts alone would be re-cast by autocast
         vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
-        return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T)
+        return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T, keys)

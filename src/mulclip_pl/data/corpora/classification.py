@@ -8,13 +8,16 @@ ImageNet class indices follow the sorted WordNet ids (wnids) that timm ships
 from __future__ import annotations
 
 import json
-import pickle
+import logging
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from mulclip_pl.data.records import DataError, LabeledImage, require_root
+from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data
+
+log = logging.getLogger(__name__)
 
 CIFAR = {
     10: ("cifar-10-batches-py", "test_batch", "labels", "batches.meta", "label_names"),
@@ -36,10 +39,21 @@ def read_cifar(root: str | Path, num_classes: int) -> tuple[list[LabeledImage], 
 
 
 def _unpickle(path: Path) -> dict:
+    """A CIFAR batch: plain data only (a crafted file cannot run code: see safe_pickle.py)."""
     if not path.is_file():
         raise DataError(f"CIFAR file not found: {path}")
-    with path.open("rb") as handle:
-        raw = pickle.load(handle, encoding="bytes")
+    try:
+        raw = load_plain_data(path)
+    except RefusedGlobal as exc:
+        raise DataError(
+            f"refused to read CIFAR file {path}: it holds a pickled {exc.name} object, which CIFAR's batches never "
+            "do (numpy arrays, lists, bytes and str only), and unpickling it could run code hidden in the file. "
+            "Use the python release from https://www.cs.toronto.edu/~kriz/cifar.html"
+        ) from None
+    except Exception as exc:  # truncated or foreign files: pickle raises many kinds
+        raise DataError(f"could not read CIFAR file {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"CIFAR file {path} holds a {type(raw).__name__}, not the dict of a CIFAR batch")
     return {k.decode() if isinstance(k, bytes) else k: _decode(v) for k, v in raw.items()}
 
 
@@ -50,9 +64,13 @@ def _decode(value):
 
 
 def read_image_folder(root: str | Path, class_names_file: str | Path | None = None) -> tuple[list[LabeledImage], list[str]]:
-    """``ROOT/<class>/<image>``; optional JSON file {folder: readable name} (e.g. ImageNet wnids)."""
+    """``ROOT/<class>/<image>``; optional JSON file {folder: readable name} (e.g. ImageNet wnids).
+
+    Classes are in sorted folder order; folders named by numbers (``0``, ``1``, ... ``10``) in
+    numeric order, so that the label of folder ``k`` is its place among the numbers, not among strings.
+    """
     root = require_root(root, "image folder", "ROOT/<class>/<image>")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=_folder_order)
     if not folders:
         raise DataError(f"image folder {root} has no class sub-folders")
     readable = {}
@@ -70,6 +88,10 @@ def read_image_folder(root: str | Path, class_names_file: str | Path | None = No
     return items, [readable.get(f.name, f.name.replace("_", " ")) for f in folders]
 
 
+def _folder_order(folder: Path) -> tuple:
+    return (0, int(folder.name), folder.name) if folder.name.isdigit() else (1, 0, folder.name)
+
+
 ImageNetLayout = Literal["wnid", "index"]
 
 
@@ -80,13 +102,14 @@ def imagenet_wnids() -> list[str]:
     return list(ImageNetInfo().label_names())
 
 
-def read_imagenet(root: str | Path, layout: ImageNetLayout, what: str,
-                  subset: bool = False) -> tuple[list[LabeledImage], list[str]]:
+def read_imagenet(root: str | Path, layout: ImageNetLayout, what: str, subset: bool = False,
+                  expected_classes: int = 1000) -> tuple[list[LabeledImage], list[str]]:
     """ImageNet-style class folders -> items labelled with ImageNet-1k indices, and class names.
 
     layout 'wnid': folders named n01440764 ... (ImageNet val, ImageNet-O); 'index': folders
-    0 ... 999 (ImageNet-V2). ``subset``: score over the classes present only (ImageNet-O's 200),
-    labels renumbered 0..K-1 in ImageNet order; otherwise over all 1000.
+    0 ... 999 (ImageNet-V2), labelled by their number. ``subset``: score over the classes present
+    only (ImageNet-O's 200), labels renumbered 0..K-1 in ImageNet order; otherwise over all 1000.
+    A copy with fewer than ``expected_classes`` folders is scored, with a warning that says how.
     """
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
@@ -102,6 +125,12 @@ def read_imagenet(root: str | Path, layout: ImageNetLayout, what: str,
         raise DataError(f"{what}: folders {unknown[:5]} in {base} are not ImageNet-1k classes; expected {expected}")
     classes = sorted(index_of[f.name] for f in folders) if subset else list(range(len(IMAGENET_CLASSNAMES)))
     label_of = {c: i for i, c in enumerate(classes)}
+    if len(folders) < expected_classes:  # a partial copy: its score is not the published set's
+        scored = (f"{len(classes)}-way over the classes present, not {expected_classes}-way" if subset
+                  else f"{len(classes)}-way on the images of those {len(folders)} classes only")
+        log.warning("%s: %s holds %d of its %d class folders (%d missing): scored %s; not comparable with "
+                    "full-set numbers", what, base, len(folders), expected_classes, expected_classes - len(folders),
+                    scored)
     items = [
         LabeledImage(id=f"{folder.name}/{image.name}", image=image, label=label_of[index_of[folder.name]])
         for folder in folders

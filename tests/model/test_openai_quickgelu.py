@@ -1,0 +1,95 @@
+"""OpenAI's weights were trained with QuickGELU: loaded into a GELU architecture they fit every key
+and shape and give wrong embeddings, so that pairing is refused with the fix, whatever the route."""
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mulclip_pl.model.backbone import ClipBackbone
+from mulclip_pl.model.checkpoints import PretrainedWeightsError, build_clip
+from tests.conftest import TEST_MODEL
+from tests.model.weights_fixtures import hub, quickgelu_model, write_openai_release  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, quickgelu_model):
+    """A random-weight imitation of OpenAI's ViT-B-16.pt, and the QuickGELU model it was saved from."""
+    torch.manual_seed(4)
+    source = open_clip.create_model(quickgelu_model).eval()
+    source.load_state_dict({k: v.half().float() for k, v in source.state_dict().items()})  # the release is fp16
+    path = write_openai_release(tmp_path_factory.mktemp("openai") / "ViT-B-16.pt", source.state_dict())
+    return path, source
+
+
+def _image_embeddings(clip, images):
+    with torch.no_grad():
+        return ClipBackbone(clip.eval()).encode_image(images).v_cls
+
+
+def test_the_imitation_really_differs_between_gelu_and_quickgelu(release):
+    path, source = release
+    gelu = open_clip.create_model(TEST_MODEL).eval()
+    gelu.load_state_dict(source.state_dict())  # what happened silently before: every key and shape fits
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(gelu.encode_image(images), source.encode_image(images), atol=1e-3)
+
+
+def test_openai_release_is_refused_for_a_gelu_model_with_the_fix(release):
+    path, _ = release
+    with pytest.raises(PretrainedWeightsError) as err:
+        build_clip(TEST_MODEL, pretrained=str(path))
+    message = str(err.value)
+    assert f"{path} were trained with QuickGELU" in message and "TorchScript archive" in message
+    assert f"{TEST_MODEL} uses GELU" in message and f"--model.model_name {TEST_MODEL}-quickgelu" in message
+    assert "\n" not in message
+
+
+def test_openai_release_loads_into_the_quickgelu_variant(release, quickgelu_model):
+    path, source = release
+    images = torch.randn(2, 3, 32, 32)
+    clip = build_clip(quickgelu_model, pretrained=str(path))
+    torch.testing.assert_close(_image_embeddings(clip, images), _image_embeddings(source, images))
+    assert torch.equal(clip.positional_embedding[:20], source.positional_embedding[:20])
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_openai_state_dict_signature_is_recognised_outside_torchscript(tmp_path, release, quickgelu_model, fmt):
+    """OpenAI's state dict re-saved as a plain file keeps input_resolution / context_length / vocab_size."""
+    path, source = release
+    state = torch.jit.load(str(path)).state_dict()
+    target = tmp_path / f"openai.{fmt}"
+    if fmt == "pt":
+        torch.save(state, target)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(target))
+    with pytest.raises(PretrainedWeightsError, match=r"trained with QuickGELU activations \(OpenAI CLIP format: state-dict entries"):
+        build_clip(TEST_MODEL, pretrained=str(target))
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(_image_embeddings(build_clip(quickgelu_model, pretrained=str(target)), images),
+                               _image_embeddings(source, images))
+
+
+def test_openai_tag_for_a_gelu_model_is_refused_before_any_download(hub):
+    with pytest.raises(PretrainedWeightsError) as err:
+        build_clip("ViT-B-16", pretrained="openai")
+    assert "open_clip weights ViT-B-16/openai were trained with QuickGELU" in str(err.value)
+    assert "--model.model_name ViT-B-16-quickgelu" in str(err.value)
+    assert hub.calls == []
+
+
+def test_hub_repo_whose_config_says_quickgelu_is_refused_for_a_gelu_model(tmp_path, hub):
+    config = tmp_path / "open_clip_config.json"
+    config.write_text('{"model_cfg": {"quick_gelu": true}}')
+    hub.files["org/openai-clip", "open_clip_config.json"] = config
+    with pytest.raises(PretrainedWeightsError, match="hf-hub:org/openai-clip were trained with QuickGELU"):
+        build_clip(TEST_MODEL, pretrained="hf-hub:org/openai-clip")
+    assert hub.fetched() == [("org/openai-clip", "open_clip_config.json")]  # the weights were not fetched
+
+
+def test_non_openai_weights_load_into_gelu_models_as_before(tmp_path):
+    torch.manual_seed(5)
+    source = open_clip.create_model(TEST_MODEL)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    assert torch.equal(build_clip(TEST_MODEL, pretrained=str(tmp_path / "w.pt")).visual.proj, source.visual.proj)

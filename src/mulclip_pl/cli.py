@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
@@ -34,6 +35,13 @@ TOOLS = {
     "prepare": ("mulclip_pl.data.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
     "report": ("mulclip_pl.eval.report", "report", "merge results.json files into one table (mean ± std over runs)"),
 }
+# One line each for `mulclip-pl --help` (Lightning cuts its docstrings' first sentences mid-line).
+SUBCOMMAND_HELP = {
+    "fit": "train (resume an interrupted run with --ckpt_path last)",
+    "validate": "score a model on the val split(s): choose settings here",
+    "test": "score a model on the test split(s): retrieval, hard negatives, zero-shot",
+    "predict": "write image and text embeddings of the test split",
+}
 PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs
 # Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
 USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError)
@@ -42,11 +50,26 @@ _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a not
 
 class MulCLIPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        """Always keep a resumable ``last.ckpt`` (``--ckpt_path last``); tune via ``--checkpoint.*``."""
+        """Keep one resumable ``last.ckpt`` (``--ckpt_path last``) and no other checkpoint by default
+        (``--checkpoint.save_top_k`` for more); tune via ``--checkpoint.*``."""
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True})
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="label of this model in the results table (default: model name and checkpoint)")
+
+    # Two hooks into Lightning 2.x's LightningCLI internals (lightning/pytorch/cli.py, read at 2.5):
+    # the subcommands' help lines, and test/validate without Lightning's per-set metric tables
+    # (after_test prints the project's one table; `--verbose true` brings Lightning's back).
+    def _add_subcommands(self, parser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for action in getattr(parser._subcommands_action, "_choices_actions", []):
+            action.help = SUBCOMMAND_HELP.get(action.dest, action.help)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("test", "validate"):
+            parser.set_defaults({"verbose": False})
+        return parser
 
     def _parse_ckpt_path(self) -> None:
         """Lightning applies the hyper-parameters saved in ``--ckpt_path`` here, from a weights-only read.
@@ -76,6 +99,8 @@ class MulCLIPCLI(LightningCLI):
         unset = sorted(_placeholders(config.as_dict()))
         if unset:
             fixes = " ".join(f"--{key} ..." for key, _ in unset)
+            if any(key == "model.pretrained" for key, _ in unset):
+                fixes += "\n(to train from random initialisation instead: --model.pretrained null)"
             self.parser.exit(2, "mulclip-pl: error: the config still holds placeholder paths; set them in the YAML "
                                 "or on the command line:\n" + "".join(f"  {k}: {v}\n" for k, v in unset)
                                 + f"e.g. mulclip-pl {self.subcommand} --config ... {fixes}\n")
@@ -118,9 +143,17 @@ def lightning_main(args: list[str] | None = None) -> MulCLIPCLI:
         save_config_kwargs={"overwrite": True},
         # Every run: atomic, code-free checkpoint files; a checkpoint and a clean exit on SIGTERM / SIGUSR1.
         trainer_defaults={"callbacks": [SafeCheckpoints(), Preemption()]},
-        parser_kwargs={"epilog": f"more subcommands (mulclip-pl NAME --help):\n{tools}"},
+        parser_kwargs={"epilog": f"more subcommands (mulclip-pl NAME --help):\n{tools}",
+                       "formatter_class": _KeepEpilogLines},
         args=args,
     )
+
+
+class _KeepEpilogLines(DefaultHelpFormatter):
+    """jsonargparse's help layout, with the epilog's lines (one extra subcommand each) kept."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
 def run_tool(name: str, argv: list[str]) -> Any:
@@ -130,19 +163,23 @@ def run_tool(name: str, argv: list[str]) -> Any:
     return CLI(getattr(importlib.import_module(module), function), args=argv, prog=f"mulclip-pl {name}")
 
 
-def quiet_lightning_notes() -> None:
-    """Drop Lightning's advertising tips and its note on unsafe saving defaults from the console."""
+def quiet_lightning_notes(subcommand: str | None = None) -> None:
+    """Drop Lightning's advertising tips and its note on unsafe saving defaults from the console;
+    when evaluating, also its note that the fit's callbacks (checkpointing) are not attached."""
     def keep(record: logging.LogRecord) -> bool:
         return not any(text in record.getMessage() for text in _NOISE)
 
     for handler in logging.getLogger("lightning.pytorch").handlers:
         handler.addFilter(keep)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # inside Lightning
+    warnings.filterwarnings("once", message=r"This DataLoader will create")  # torch: once, not per loader
+    if subcommand in ("test", "validate", "predict"):
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`")
 
 
 def main(argv: list[str] | None = None) -> None:
     words = sys.argv[1:] if argv is None else argv
-    quiet_lightning_notes()
+    quiet_lightning_notes(words[0] if words else None)
     try:
         if words and words[0] in TOOLS:
             run_tool(words[0], words[1:])

@@ -110,12 +110,13 @@ class MulCLIPCLI(LightningCLI):
 
     def after_test(self) -> None:
         results = getattr(self.model, "eval_results", None)
+        folder = output_dir(self.trainer)  # every rank: trainer.log_dir is a collective under DDP
         if not results or not self.trainer.is_global_zero:
             return
         ckpt = self.config.get(self.subcommand, {}).get("ckpt_path")
         label = self.config[self.subcommand].get("run_name") or (
             self.model.hparams.model_name + (f" ({Path(ckpt).name})" if ckpt else ""))
-        json_path, md_path = write_results(results, output_dir(self.trainer), label)
+        json_path, md_path = write_results(results, folder, label)
         print("\n" + markdown_table(results, label))
         print(f"results written to {json_path} and {md_path}")
 

@@ -11,7 +11,7 @@ import torch
 from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config, plain_open_clip_state
 from mulclip_pl.trained import load_trained
 
-Format = Literal["open_clip", "pt", "safetensors", "hf"]
+Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip"]
 FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
 
 
@@ -19,7 +19,8 @@ class ExportError(ValueError):
     """The export cannot be written as asked (format against path, or a missing optional package)."""
 
 
-def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: bool = False) -> Path:
+def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: bool = False,
+           results: str | None = None) -> Path:
     """Write the CLIP towers (stretched positions, no training heads) for use outside mulclip-pl.
 
     Args:
@@ -30,10 +31,13 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
             run code when loaded) or ``pt`` (a file: ``pretrained=OUT, force_context_length=248``,
             or ``--model.pretrained OUT``); ``hf`` (a folder for transformers' ``CLIPModel`` /
             ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
-            ``pip install 'mulclip-pl[hf]'``). Default: from the suffix of ``out`` (``.pt``,
+            ``pip install 'mulclip-pl[hf]'``); ``longclip`` (a ``.pt`` file for Long-CLIP's
+            ``longclip.load``, see ``export_longclip.py``). Default: from the suffix of ``out`` (``.pt``,
             ``.safetensors``, else ``open_clip``); a file format adds its suffix when OUT has none.
         trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
             only for files you trust (e.g. to convert it once with ``--format safetensors``).
+        results: a ``results.md`` / ``results.json`` of ``mulclip-pl test`` for the model card (default:
+            one next to the checkpoint, if any). Every export writes a card: see ``model_card.py``.
     """
     target, fmt = resolve_format(Path(out), format)
     module = load_trained(ckpt, trust_pickle=trust_pickle)
@@ -54,8 +58,15 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
             export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
         except ImportError as exc:  # transformers is an optional extra
             raise ExportError(str(exc)) from exc
+    elif fmt == "longclip":
+        from mulclip_pl.export_longclip import write_longclip
+
+        write_longclip(clip, name, target)
     else:
         export_open_clip_dir(clip, name, target)
+    from mulclip_pl.model_card import write_model_card
+
+    write_model_card(target, fmt, ckpt, name, int(clip.context_length), results, trust_pickle)
     print(f"exported {name} ({clip.context_length} text positions) as {fmt} to {target}")
     return target
 
@@ -67,8 +78,11 @@ def resolve_format(target: Path, format: str | None) -> tuple[Path, str]:
     implied = FILE_FORMATS.get(target.suffix)
     if format is None:
         return target, implied or "open_clip"
+    if format == "longclip" and target.suffix in ("", ".pt"):  # Long-CLIP reads a torch .pt file
+        return target.with_suffix(".pt"), format
     if format not in ("open_clip", "pt", "safetensors", "hf"):
-        raise ExportError(f"export format must be open_clip, pt, safetensors or hf, got {format!r}")
+        raise ExportError(f"export format must be open_clip, pt, safetensors, hf or longclip, got {format!r}"
+                          + (f" (longclip writes a .pt file, not {target.suffix})" if format == "longclip" else ""))
     if format in ("open_clip", "hf") and implied:
         raise ExportError(
             f"--format {format} writes a folder, but --out {target} ends in {target.suffix}; "

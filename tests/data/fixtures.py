@@ -1,4 +1,4 @@
-"""Tiny copies of each real on-disk format, written by code (shared/docs/DATA_FORMATS.md)."""
+"""Tiny copies of each real on-disk format, written by code (docs/DATA.md)."""
 
 from __future__ import annotations
 

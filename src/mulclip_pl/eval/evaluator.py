@@ -21,7 +21,7 @@ from torch import nn
 
 from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy
 from mulclip_pl.eval.regions import box_embeddings
-from mulclip_pl.eval.retrieval import RetrievalRecall
+from mulclip_pl.eval.retrieval import RetrievalRecall, TieRule
 from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
 from mulclip_pl.model.long_text import LongTextTokenizer
 
@@ -32,8 +32,9 @@ PatchEncoder = Callable[[torch.Tensor], Any]  # images -> features with ``v_loc`
 class Evaluator(nn.Module):
     """Metrics for the eval sets of one pass; holds no weights (nothing lands in checkpoints)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ties: TieRule = "pessimistic") -> None:
         super().__init__()
+        self.ties = ties  # how equal retrieval scores count (eval/retrieval.py)
         self.metrics = nn.ModuleDict()
         self.sets: list = []
         self.class_weights: dict[str, torch.Tensor] = {}
@@ -49,7 +50,7 @@ class Evaluator(nn.Module):
             group = nn.ModuleDict()
             if spec.kind == "retrieval":
                 if spec.recall:
-                    group["retrieval"] = RetrievalRecall()
+                    group["retrieval"] = RetrievalRecall(ties=self.ties)
                 if spec.hard_negatives:
                     group["hard_negatives"] = HardNegativeAccuracy()
             elif spec.kind == "boxes":

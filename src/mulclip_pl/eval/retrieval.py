@@ -10,8 +10,8 @@ an image then ties its own caption with another image's):
 - ``pessimistic`` (default): a candidate scoring *equal* to the ground truth ranks above it, so a
   collapsed model (all embeddings alike) cannot score by ties.
 - ``clip_benchmark``: equal candidates rank in data-set order (the earlier one first), which is
-  what clip_benchmark's ``torch.topk`` does with rows of at least 64·K candidates (every real
-  benchmark): use it to compare with figures that clip_benchmark produced.
+  what clip_benchmark's ``torch.topk`` does on the CPU with rows of at least 64·K candidates
+  (every real benchmark): use it to compare with figures that clip_benchmark produced.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Zero-shot classification: prompt-ensembled class embeddings and top-1/top-5 accuracy."""
+"""Zero-shot classification: prompt-ensembled class embeddings and top-1/top-5 accuracy.
+
+Each set is prompted as CLIP's release and clip_benchmark prompt it (``zeroshot_metadata.py``):
+CIFAR-10/100 with CLIP's 18 CIFAR templates, ImageNet and anything else with the 80 ImageNet ones.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torchmetrics import Metric
 
 from mulclip_pl.eval.retrieval import first_occurrence
-
-Template = Callable[[str], str]
+from mulclip_pl.eval.zeroshot_metadata import Template, templates_for
 
 
 @torch.no_grad()
@@ -20,9 +22,11 @@ def build_zeroshot_classifier(
     tokenizer: Callable[[Sequence[str]], torch.Tensor],
     class_names: Sequence[str],
     device: torch.device | str = "cpu",
-    templates: Sequence[Template] = OPENAI_IMAGENET_TEMPLATES,
+    templates: Sequence[Template] | None = None,
 ) -> torch.Tensor:
-    """(C, d) normalised class embeddings: the mean of the normalised prompt embeddings (CLIP's recipe)."""
+    """(C, d) normalised class embeddings: the mean of the normalised prompt embeddings (CLIP's recipe).
+    ``templates`` None: the set's own (``templates_for(class_names)``)."""
+    templates = templates_for(class_names) if templates is None else templates
     weights = []
     for name in class_names:
         tokens = tokenizer([template(name) for template in templates]).to(device)

@@ -120,3 +120,17 @@ def test_clip_benchmark_rule_reproduces_clip_benchmark_on_duplicate_captions(tmp
         assert 100 * theirs[f"text_retrieval_recall@{k}"] == pytest.approx(ours["clip_benchmark"][f"i2t_R@{k}"])
         assert 100 * theirs[f"image_retrieval_recall@{k}"] == pytest.approx(ours["clip_benchmark"][f"t2i_R@{k}"])
     assert ours["pessimistic"]["i2t_R@1"] < ours["clip_benchmark"]["i2t_R@1"]
+
+
+def test_the_modules_tie_option_reaches_the_retrieval_metric():
+    from types import SimpleNamespace
+
+    from mulclip_pl.data.base import EvalSet
+    from mulclip_pl.module import MulCLIP
+    from tests.conftest import TEST_MODEL
+
+    datamodule = SimpleNamespace(eval_sets=lambda stage: [EvalSet("set", "retrieval", dataset=None)])
+    for rule in ("pessimistic", "clip_benchmark"):
+        module = MulCLIP(model_name=TEST_MODEL, preset="global_only", eval_ties=rule)
+        module.evaluator.prepare(datamodule, "test", module.encode_text, 248, torch.device("cpu"))
+        assert module.evaluator.metrics["set"]["retrieval"].ties == rule

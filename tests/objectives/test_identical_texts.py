@@ -81,7 +81,8 @@ def test_a_batch_of_one_text_gives_zero_and_finite_gradients():
 
 def test_sap_drops_sentence_indices_whose_texts_are_all_the_same():
     g = torch.Generator().manual_seed(0)
-    t_sub, v_loc = F.normalize(torch.randn(4, 2, 8, generator=g), dim=-1), F.normalize(torch.randn(4, 9, 8, generator=g), dim=-1)
+    t_sub = F.normalize(torch.randn(4, 2, 8, generator=g), dim=-1)
+    v_loc = F.normalize(torch.randn(4, 9, 8, generator=g), dim=-1)
     mask = torch.ones(4, 2, dtype=torch.bool)
     keys = torch.stack([_keys(1, 2, 3, 4), _keys(9, 9, 9, 9)], dim=1)  # (B, M, 2): sentence 1 is one text
     first_only = subcaption_patch_loss(t_sub[:, :1], mask[:, :1], v_loc, torch.tensor(10.0))
@@ -91,13 +92,14 @@ def test_sap_drops_sentence_indices_whose_texts_are_all_the_same():
 
 
 # ---------------------------------------------------------------- two processes
-# Rows 0-2 on rank 0, 3-5 on rank 1. Row 1 and row 4 hold the same text (on different ranks); in the
-# grouped problem, group 1 has one valid row per rank with the same text: no negative anywhere.
+# Rows 0-2 on rank 0, 3-5 on rank 1. Row 1 and row 4 hold the same text (on different ranks). In the
+# grouped problem, group 1 has one valid row per rank, both the same text: no negative anywhere;
+# group 2 has one valid row per rank with different texts: a negative only across ranks.
 def _problem():
     g = torch.Generator().manual_seed(3)
-    a, b = F.normalize(torch.randn(2, 6, 8, generator=g), dim=-1), F.normalize(torch.randn(2, 6, 8, generator=g), dim=-1)
-    valid = torch.tensor([[True] * 6, [False, True, False, False, True, False]])
-    keys = torch.stack([_keys(0, 1, 2, 3, 1, 5), _keys(0, 6, 0, 0, 6, 0)])
+    a, b = (F.normalize(torch.randn(3, 6, 8, generator=g), dim=-1) for _ in range(2))
+    valid = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 1, 0, 0, 1, 0], [1, 0, 0, 1, 0, 0]], dtype=torch.bool)
+    keys = torch.stack([_keys(0, 1, 2, 3, 1, 5), _keys(0, 6, 0, 0, 6, 0), _keys(7, 0, 0, 8, 0, 0)])
     return a, b, valid, keys
 
 
@@ -123,13 +125,14 @@ def _rank_main(rank, init_file, out):
 
 
 def test_two_processes_with_duplicates_across_ranks_equal_one_process(tmp_path):
+    out = tmp_path / "out.pt"
+    # spawn, not fork: a forked child of a process that has run backward() hangs in its own backward
+    mp.spawn(_rank_main, args=(str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    result = torch.load(out)
     a, b, valid, keys = _problem()
     a = a.clone().requires_grad_()
     loss = _loss(a, b, valid, keys)
     loss.backward()
-    out = tmp_path / "out.pt"
-    mp.start_processes(_rank_main, args=(str(tmp_path / "init"), str(out)), nprocs=2, join=True, start_method="fork")
-    result = torch.load(out)
     torch.testing.assert_close(result["loss"], loss.detach())
     torch.testing.assert_close(result["grad"], a.grad)
     plain = _loss(a, b, valid, None)  # the case depends on the masking: a mask lost on one rank would show

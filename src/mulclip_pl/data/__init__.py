@@ -8,10 +8,10 @@ from mulclip_pl.data.corpus_modules import (
 from mulclip_pl.data.eval_suite import EvalSuite
 from mulclip_pl.data.fgovd_module import FGOVD
 from mulclip_pl.data.prepared import HFCaptions, Prepared
-from mulclip_pl.data.synthlong import SynthLong
+from mulclip_pl.data.synthlong import SynthLong, SynthLongShifted
 
 __all__ = [
     "BaseDataModule", "COCO", "CIFAR10", "CIFAR100", "DCI", "DOCCI", "EvalSuite", "FGOVD", "Flickr30K",
     "GenericCaptions", "HFCaptions", "ImageFolder", "ImageNet", "ImageNetO", "ImageNetV2", "Prepared", "ShareGPT4V",
-    "SynthLong", "Urban1K",
+    "SynthLong", "SynthLongShifted", "Urban1K",
 ]

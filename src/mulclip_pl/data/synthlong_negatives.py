@@ -8,12 +8,15 @@ Each is built from the scene, so it is truly wrong for the image (not merely rew
 - ``count``: the stated number of objects is wrong;
 - ``absent``: one more sentence describes an object that is not in the image.
 ``mixed``: 10 distinct negatives of random kinds, for top-1 among 1 positive + N negatives
-(N = 1, 5, 10: the first N), FG-OVD's way of grading difficulty.
+(N = 1, 5, 10: the first N), FG-OVD's way of grading difficulty. ``describe`` is the data set's
+caption function (``synthlong_scenes.caption``, or the cross-domain set's), so negatives are worded
+like their positives.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 from mulclip_pl.data.synthlong_scenes import COLOURS, SHAPES, SIZES, TEXTURES, SceneObject, caption
@@ -21,55 +24,58 @@ from mulclip_pl.data.synthlong_scenes import COLOURS, SHAPES, SIZES, TEXTURES, S
 KINDS = ("colour", "shape", "size", "binding", "position", "count", "absent")
 MIXED_SIZES = (1, 5, 10)
 _VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES), "texture": TEXTURES}
+Describe = Callable[..., str]  # (objects, variants, stated_count=None) -> caption
 
 
-def negative(kind: str, objects: list[SceneObject], variants: list[int], rng: random.Random) -> str:
+def negative(kind: str, objects: list[SceneObject], variants: list[int], rng: random.Random,
+             describe: Describe = caption) -> str:
     """One caption of ``kind`` that contradicts the scene ``objects`` (described with ``variants``).
 
     A swap between two identical objects would leave the caption true: such draws are retried,
     and a scene where no draw can differ (all objects alike) gets a colour change instead.
     """
-    truth = caption(objects, variants)
+    truth = describe(objects, variants)
     for _ in range(20):
-        text = _draw(kind, objects, variants, rng)
+        text = _draw(kind, objects, variants, rng, describe)
         if text != truth:
             return text
-    return _draw("colour", objects, variants, rng)
+    return _draw("colour", objects, variants, rng, describe)
 
 
-def _draw(kind: str, objects: list[SceneObject], variants: list[int], rng: random.Random) -> str:
+def _draw(kind: str, objects: list[SceneObject], variants: list[int], rng: random.Random, describe: Describe) -> str:
     if kind in ("colour", "shape", "size"):
         index = rng.randrange(len(objects))
         obj = objects[index]
         new = replace(obj, **{kind: rng.choice([v for v in _VALUES[kind] if v != getattr(obj, kind)])})
-        return caption(_replaced(objects, {index: new}), variants)
+        return describe(_replaced(objects, {index: new}), variants)
     if kind == "binding":
-        return caption(_swap_attribute(objects, rng), variants)
+        return describe(_swap_attribute(objects, rng), variants)
     if kind == "position":
         i, j = rng.sample(range(len(objects)), 2)
         a, b = objects[i], objects[j]
-        return caption(_replaced(objects, {i: replace(a, row=b.row, col=b.col), j: replace(b, row=a.row, col=a.col)}),
+        return describe(_replaced(objects, {i: replace(a, row=b.row, col=b.col), j: replace(b, row=a.row, col=a.col)}),
                        variants)
     if kind == "count":
         wrong = rng.choice([n for n in range(max(2, len(objects) - 2), len(objects) + 3) if n != len(objects)])
-        return caption(objects, variants, stated_count=wrong)
+        return describe(objects, variants, stated_count=wrong)
     if kind == "absent":
         free = [(r, c) for r in range(3) for c in range(3) if all((o.row, o.col) != (r, c) for o in objects)]
         row, col = rng.choice(free)
         ghost = SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)),
                             rng.choice(TEXTURES), row, col)
         at = rng.randint(0, len(objects))
-        return caption(objects[:at] + [ghost] + objects[at:], variants[:at] + [rng.randrange(3)] + variants[at:],
+        return describe(objects[:at] + [ghost] + objects[at:], variants[:at] + [rng.randrange(3)] + variants[at:],
                        stated_count=len(objects))
     raise ValueError(f"unknown hard-negative kind {kind!r}; known: {KINDS}")
 
 
-def negatives_by_kind(objects: list[SceneObject], variants: list[int], rng: random.Random) -> dict[str, list[str]]:
+def negatives_by_kind(objects: list[SceneObject], variants: list[int], rng: random.Random,
+                      describe: Describe = caption) -> dict[str, list[str]]:
     """One negative of every kind, and ``mixed``: 10 distinct negatives of random kinds."""
-    out = {kind: [negative(kind, objects, variants, rng)] for kind in KINDS}
-    truth, mixed = caption(objects, variants), []
+    out = {kind: [negative(kind, objects, variants, rng, describe)] for kind in KINDS}
+    truth, mixed = describe(objects, variants), []
     while len(mixed) < MIXED_SIZES[-1]:
-        candidate = negative(rng.choice(KINDS), objects, variants, rng)
+        candidate = negative(rng.choice(KINDS), objects, variants, rng, describe)
         if candidate != truth and candidate not in mixed:
             mixed.append(candidate)
     out["mixed"] = mixed

@@ -3,12 +3,14 @@
 Each image holds 2-6 objects; each object has a shape, colour, size, texture and grid position.
 The long caption has one detailed sentence per object, long enough that a 77-token model loses
 the later ones; the summary names the objects without attributes. ``synthlong.py`` writes the
-data set, ``synthlong_negatives.py`` its hard negatives.
+data set, ``synthlong_negatives.py`` its hard negatives. How scenes are worded and drawn is a
+``Domain``: ``ORIGINAL`` here, the cross-domain test set's in ``synthlong_shifted.py``.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw
@@ -20,6 +22,7 @@ COLOURS = {
 }
 SIZES = {"small": 0.28, "large": 0.45}  # radius as a fraction of the grid cell
 TEXTURES = ("solid", "striped", "outlined")
+TEXTURE_PHRASES = {"solid": "a solid fill", "striped": "horizontal stripes", "outlined": "only its outline drawn"}
 ROWS, COLS = ("top", "middle", "bottom"), ("left", "center", "right")
 ATTRIBUTES = ("shape", "colour", "size", "texture", "position")
 
@@ -37,16 +40,16 @@ class SceneObject:
     def position(self) -> str:
         return "center" if (self.row, self.col) == (1, 1) else f"{ROWS[self.row]} {COLS[self.col]}"
 
-    def box(self, image_size: int) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) pixel box of the object."""
+    def box(self, image_size: int, radii: dict[str, float] = SIZES) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) pixel box of the object (``radii``: radius per size, as a fraction of the cell)."""
         cell = image_size / 3
-        cx, cy, r = (self.col + 0.5) * cell, (self.row + 0.5) * cell, SIZES[self.size] * cell
+        cx, cy, r = (self.col + 0.5) * cell, (self.row + 0.5) * cell, radii[self.size] * cell
         return round(cx - r), round(cy - r), round(cx + r), round(cy + r)
 
 
 def describe(obj: SceneObject, variant: int) -> str:
     """One detailed sentence about one object (several phrasings, all naming every attribute)."""
-    texture = {"solid": "a solid fill", "striped": "horizontal stripes", "outlined": "only its outline drawn"}[obj.texture]
+    texture = TEXTURE_PHRASES[obj.texture]
     templates = (
         f"In the {obj.position} of the picture there is a {obj.size} {obj.colour} {obj.shape} with {texture}.",
         f"A {obj.size} {obj.colour} {obj.shape} with {texture} can be seen in the {obj.position} of the image.",
@@ -91,20 +94,38 @@ def perturb(objects: list[SceneObject], rng: random.Random) -> list[SceneObject]
     return [new if i == index else o for i, o in enumerate(objects)]
 
 
-def render(objects: list[SceneObject], image_size: int, rng: random.Random) -> Image.Image:
+@dataclass(frozen=True)
+class Look:
+    """How a scene is drawn: colours, object sizes, line width and background."""
+
+    palette: dict[str, tuple[int, int, int]]
+    radii: dict[str, float]  # radius per size, as a fraction of the grid cell
+    line_divisor: int  # outlines are image_size // line_divisor pixels wide (at least 1)
+    stripe_divisor: int  # and stripes image_size // stripe_divisor
+    background: Callable[[int, random.Random], Image.Image]
+
+
+def grey_background(image_size: int, rng: random.Random) -> Image.Image:
     grey = rng.randint(90, 130)
-    image = Image.new("RGB", (image_size, image_size), (grey, grey, grey))
+    return Image.new("RGB", (image_size, image_size), (grey, grey, grey))
+
+
+LOOK = Look(COLOURS, SIZES, 40, 40, grey_background)
+
+
+def render(objects: list[SceneObject], image_size: int, rng: random.Random, look: Look = LOOK) -> Image.Image:
+    image = look.background(image_size, rng)
     draw = ImageDraw.Draw(image)
     for obj in objects:
-        _draw_object(draw, obj, image_size)
+        _draw_object(draw, obj, image_size, look)
     return image
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, image_size: int) -> None:
-    x0, y0, x1, y1 = obj.box(image_size)
-    colour = COLOURS[obj.colour]
+def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, image_size: int, look: Look) -> None:
+    x0, y0, x1, y1 = obj.box(image_size, look.radii)
+    colour = look.palette[obj.colour]
     fill = None if obj.texture == "outlined" else colour
-    width = max(1, image_size // 40)
+    width = max(1, image_size // look.line_divisor)
     if obj.shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=fill, outline=colour, width=width)
     elif obj.shape == "square":
@@ -118,4 +139,23 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, image_size: int) -
     if obj.texture == "striped":
         step = max(2, (y1 - y0) // 4)
         for y in range(y0 + step // 2, y1, step):
-            draw.line((x0, y, x1, y), fill=(30, 30, 30), width=width)
+            draw.line((x0, y, x1, y), fill=(30, 30, 30), width=max(1, image_size // look.stripe_divisor))
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One way to word and draw scenes: a data set's style, shared by its captions and hard negatives."""
+
+    name: str
+    caption: Callable[..., str]  # (objects, variants, stated_count=None) -> the long caption, in list order
+    summary: Callable[[list[SceneObject]], str]
+    arrange: Callable[[list[SceneObject], random.Random], list[SceneObject]]  # the order sentences follow
+    look: Look
+
+
+def shuffled(objects: list[SceneObject], rng: random.Random) -> list[SceneObject]:
+    rng.shuffle(objects)
+    return objects
+
+
+ORIGINAL = Domain("synthlong", caption, summary, shuffled, LOOK)

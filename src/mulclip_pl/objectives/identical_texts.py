@@ -20,7 +20,7 @@ _WEIGHTS = torch.randint(1, 2**31, (MAX_POSITIONS, 2), generator=torch.Generator
 def text_keys(tokens: torch.Tensor) -> torch.Tensor:
     """(..., L) token ids, 0 = padding -> (..., 2) int64 keys, equal exactly for identical texts."""
     if tokens.shape[-1] > MAX_POSITIONS:
-        raise ValueError(f"text_keys: token rows of {tokens.shape[-1]} positions; at most {MAX_POSITIONS} are supported")
+        raise ValueError(f"text_keys: token rows of {tokens.shape[-1]} positions; at most {MAX_POSITIONS} supported")
     weights = _WEIGHTS[: tokens.shape[-1]].to(tokens.device)
     return (tokens.long()[..., None] * weights).sum(dim=-2)  # elementwise: CUDA has no int64 matmul
 

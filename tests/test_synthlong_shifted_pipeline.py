@@ -1,0 +1,43 @@
+"""The demo's test call scores SynthLong and its cross-domain set in one table; `--data SynthLongShifted` works alone."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from mulclip_pl.cli import main
+from mulclip_pl.data import synthlong
+from tests.conftest import TEST_MODEL
+
+KIND_ROWS = ("colour", "shape", "size", "binding", "position", "count", "absent",
+             "top1_of_2", "top1_of_6", "top1_of_11")
+
+
+def _common(tmp_path, run):
+    return ["--model.model_name", TEST_MODEL, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--run_name", run, "--trainer.default_root_dir", str(tmp_path / "test" / run)]
+
+
+def test_demo_test_config_scores_both_sets_and_report_merges_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthlong, "SPLITS", {"train": 4, "val": 4, "test": 6})
+    monkeypatch.setattr(synthlong, "SHIFTED_SPLITS", {"test": 6})
+    suite = yaml.safe_load(Path("configs/synthlong/test.yaml").read_text())  # the shipped file, made small
+    for dataset in suite["data"]["init_args"]["datasets"]:
+        dataset["init_args"].update(root=str(tmp_path / dataset["class_path"]), image_px=32, num_workers=0)
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(suite))
+    main(["test", "--config", "configs/synthlong/stage1.yaml", "--config", str(tmp_path / "test.yaml"),
+          *_common(tmp_path, "suite")])
+    results = json.loads((tmp_path / "test" / "suite" / "results.json").read_text())["results"]
+    for name in ("synthlong", "synthlong_shifted"):
+        assert {"i2t_R@1", "t2i_R@1", "hard_negative_acc"} <= set(results[name])
+        assert all(list(results[f"{name}_{kind}"]) == ["hard_negative_acc"] for kind in KIND_ROWS)
+
+    main(["test", "--config", "configs/synthlong/stage1.yaml", "--data", "SynthLongShifted",
+          "--data.root", str(tmp_path / "mulclip_pl.data.SynthLongShifted"), "--data.image_px", "32",
+          "--data.num_workers", "0", *_common(tmp_path, "alone")])
+    alone = json.loads((tmp_path / "test" / "alone" / "results.json").read_text())["results"]
+    assert alone["synthlong_shifted"] == results["synthlong_shifted"]  # the same set, the same untrained model
+
+    main(["report", str(tmp_path / "test"), "--out", str(tmp_path / "results.md")])
+    table = (tmp_path / "results.md").read_text()
+    assert "| suite | synthlong | 1 |" in table and "| suite | synthlong_shifted | 1 |" in table

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU figures of the mixed-precision issue in one prepared run (at most ~8 min on one H100):
-#   bash benchmarks/gpu_check.sh            # GPU: ViT-B/16, batch 128, M = 6, bf16
+# The GPU figures of the mixed-precision issue in one prepared run (at most ~9 min on one H100):
+#   bash benchmarks/gpu_check.sh            # GPU: ViT-B/16, batch 128 (1024 in chunks of 128), M = 6, bf16
 #   bash benchmarks/gpu_check.sh --cpu      # the same steps end to end on a CPU with the tiny test model
 # Prints one Markdown section per measurement; a failed section is reported and the script goes
 # on, then exits non-zero. Copy the output into benchmarks/README.md with the card's name.
@@ -12,9 +12,9 @@ PY=${PY:-python3}
 CLI="$PY -m mulclip_pl.cli"
 OUT=${OUT:-runs/gpu_check}
 if [ "${1:-}" = "--cpu" ]; then
-  MODEL=mulclip-test; BATCH=8; STEPS=2; FIT_STEPS=10; WORKERS=2; ACCEL=cpu; SHORT=5; PX=32
+  MODEL=mulclip-test; BATCH=8; STEPS=2; FIT_STEPS=10; WORKERS=2; ACCEL=cpu; SHORT=5; PX=32; BIG_BATCH=32
 else
-  MODEL=ViT-B-16; BATCH=128; STEPS=10; FIT_STEPS=300; WORKERS=8; ACCEL=gpu; SHORT=30; PX=64
+  MODEL=ViT-B-16; BATCH=128; STEPS=10; FIT_STEPS=300; WORKERS=8; ACCEL=gpu; SHORT=30; PX=64; BIG_BATCH=1024
 fi
 mkdir -p "$OUT"; failed=()
 
@@ -51,6 +51,8 @@ section "step cost: plain CLIP vs Long-CLIP-style global vs MulCLIP ($MODEL, bat
   $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --sentences 6 --steps "$STEPS" --grad-checkpointing --sentence-features span
 section "MulCLIP step and memory against M" 120 \
   $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --steps "$STEPS" --scan sentences --values 1 3 6 10
+section "gradient caching: batch $BIG_BATCH in chunks of $BATCH (--model.encode_chunk) vs the whole batch of $BATCH" 300 \
+  $PY benchmarks/chunked_step.py --model "$MODEL" --batch-sizes "$BATCH" "$BIG_BATCH" --chunk "$BATCH" --whole-up-to "$BATCH" --steps 3
 section "bf16 vs fp32 loss at step 0" 60 $PY benchmarks/precision_check.py --model "$MODEL" --batch-size "$BATCH"
 section "loader samples/s ($WORKERS workers; compare with the step's samples/s above)" 90 \
   $PY benchmarks/dataloader.py --workers "$WORKERS" --batch-size "$BATCH" --batches 6

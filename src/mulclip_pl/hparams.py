@@ -19,6 +19,7 @@ def validate_hparams(hp: Any) -> None:
         (hp.lr > 0 and hp.head_lr > 0, "model.lr/head_lr", "must be > 0"),
         (hp.word_warmup_steps >= 0, "model.word_warmup_steps", "must be >= 0"),
         (hp.max_nonfinite_steps >= 1, "model.max_nonfinite_steps", "must be >= 1"),
+        (hp.encode_chunk is None or hp.encode_chunk >= 1, "model.encode_chunk", "must be >= 1 (null: the whole batch at once)"),
         (hp.calibration in ("both", "image", "none"), "model.calibration", "must be 'both', 'image' or 'none'"),
         (hp.position_scheme in ("longclip", "single"), "model.position_scheme", "must be 'longclip' or 'single'"),
         (not (hp.pretrained and hp.init_from), "model.init_from", "replaces model.pretrained; set only one of them"),

@@ -13,19 +13,20 @@ import torch.nn.functional as F
 
 from mulclip_pl import random_state
 from mulclip_pl.bad_inputs import BadInputReport
+from mulclip_pl.chunked_step import cached_features
+from mulclip_pl.eval.retrieval import TieRule
 from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
 from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
-from mulclip_pl.model.sentence_features import span_sentence_features
 from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.identical_texts import text_keys
-from mulclip_pl.objectives.sap import subcaption_patch_loss
-from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
+from mulclip_pl.objectives.sap import sap_contrast
 from mulclip_pl.optim import param_groups, warmup_cosine
+from mulclip_pl.sample_features import sample_features
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,14 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         max_logit_scale: clamp of CLIP's learned inverse temperature (CLIP: 100).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
         grad_checkpointing: recompute tower activations in backward (less memory, more compute).
+        encode_chunk: encode each batch in chunks of this many samples, with the gradients of the whole
+            batch (gradient caching, docs/METHOD.md §8): one chunk's activations, ~1 extra forward. None = all.
         trust_pickle: read pretrained / init_from / --ckpt_path files that need full unpickling,
             which can run code hidden in them: only for files you trust (default: refuse them).
         cache_dir: where weights given by name (an open_clip tag, hf-hub:ORG/REPO, a URL) are cached
             and looked for, as open_clip's cache_dir; None = open_clip's defaults (HF_HOME, ~/.cache/clip).
+        eval_ties: equal retrieval scores: 'pessimistic' (count against the model; a collapsed
+            model cannot score by ties) or 'clip_benchmark' (data-set order, its exact R@K).
     """
 
     def __init__(
@@ -126,8 +131,10 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         max_logit_scale: float = 100.0,
         max_nonfinite_steps: int = 10,
         grad_checkpointing: bool = False,
+        encode_chunk: int | None = None,
         trust_pickle: bool = False,
         cache_dir: str | None = None,
+        eval_ties: TieRule = "pessimistic",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -166,7 +173,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         self._schedule_length: int | None = None
         self._bad_inputs = BadInputReport()
         self._truncated = 0
-        self.init_evaluation()
+        self.init_evaluation(eval_ties)
 
     def _load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""
@@ -201,40 +208,27 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
 
     # ------------------------------------------------------------------ objectives
     def compute_losses(self, batch: dict[str, torch.Tensor]) -> Losses:
-        """All MulCLIP terms for one batch (docs/METHOD.md §2, §4, §5, §6)."""
-        hp = self.hparams
-        image = self.backbone.encode_image(batch["image"], tap_block=self._wpr_tap_block)
-        v_cls = F.normalize(image.v_cls, dim=-1)
-        v_loc = F.normalize(image.v_loc, dim=-1)
-        span = self.use_sap and hp.sentence_features == "span"
-        long = self.backbone.encode_text(batch["long"], with_tokens=self.use_wpr or span)
-        t_long = F.normalize(long.t_eot, dim=-1)
-        if span:  # sentences pooled from the long caption's tokens: no extra text pass
-            t_short = self.encode_text(batch["short"])
-            t_sub, sub_mask = span_sentence_features(long.t_tokens, batch["sub_span"], batch["sub_mask"])
+        """All MulCLIP terms for one batch (docs/METHOD.md §2, §4, §5, §6; chunked with encode_chunk, §8)."""
+        hp, chunk = self.hparams, self.hparams.encode_chunk
+        if chunk and torch.is_grad_enabled() and batch["image"].shape[0] > chunk:
+            features = cached_features(self, batch, chunk)  # same gradients, one chunk's activations
         else:
-            (t_short, t_sub), sub_mask = self._encode_short_and_sentences(batch), batch["sub_mask"]
+            features = sample_features(self, batch)
         scale = self.logit_scale()
-
         plain = hp.identical_texts_as_negatives  # else identical texts are not negatives (METHOD.md §2)
         terms = {
-            "global_long": infonce(v_cls, t_long, scale, None if plain else text_keys(batch["long"])),
-            "global_short": infonce(v_cls, t_short, scale, None if plain else text_keys(batch["short"])),
+            "global_long": infonce(features.v_cls, features.t_long, scale, None if plain else text_keys(batch["long"])),
+            "global_short": infonce(features.v_cls, features.t_short, scale, None if plain else text_keys(batch["short"])),
         }
         terms["global"] = hp.long_weight * terms["global_long"] + hp.short_weight * terms["global_short"]
         total = hp.lambda_global * terms["global"]
-        if self.use_wpr:
-            words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
-            patches = v_loc if image.v_tap is None else F.normalize(image.v_tap, dim=-1)
-            v_cal = patches if self.image_calibration is None else self.image_calibration(patches)
-            if self.text_calibration is not None:
-                words, t_mask = self.text_calibration(words, t_mask), None
-            wpr = word_patch_reconstruction_loss(v_cal, words, hp.tau_r, hp.tau_w, t_mask)
-            terms.update(word=wpr.total, word_image=wpr.image, word_text=wpr.text)
-            total = total + self.word_weight() * wpr.total
-        if self.use_sap:
-            terms["sub"] = subcaption_patch_loss(t_sub, sub_mask, v_loc, scale, hp.tau_s, self.sap_top_k,
-                                                 None if plain else text_keys(batch["sub"]))
+        if features.word_image is not None:  # WPR, computed within each sample (§4)
+            word = features.word_image + features.word_text
+            terms.update(word=word, word_image=features.word_image, word_text=features.word_text)
+            total = total + self.word_weight() * word
+        if features.vbar is not None:
+            terms["sub"] = sap_contrast(features.vbar, features.t_sub, features.sub_mask, scale,
+                                        None if plain else text_keys(batch["sub"]))
             total = total + hp.lambda_sub * terms["sub"]
         return Losses(total=total, terms=terms)
 

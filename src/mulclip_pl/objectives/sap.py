@@ -50,7 +50,16 @@ def subcaption_patch_loss(
     two images is not a negative, and indices i where no sentence has a negative are left out of
     the mean. None = the paper's ``1/|I|`` over every present index.
     """
-    keys = None if sentence_keys is None else sentence_keys.transpose(0, 1)
     with fp32(v_loc):  # grouped_infonce's .float() casts alone would be re-cast by autocast
         vbar = region_embeddings(patch_weights(t_sub, v_loc, tau_s, top_k), v_loc)
+        return sap_contrast(vbar, t_sub, sentence_mask, logit_scale, sentence_keys)
+
+
+def sap_contrast(vbar: torch.Tensor, t_sub: torch.Tensor, sentence_mask: torch.Tensor, logit_scale: torch.Tensor,
+                 sentence_keys: torch.Tensor | None = None) -> torch.Tensor:
+    """SAP's batch-level half, once the regions ``vbar`` (B, M, d) are pooled: each sentence index
+    contrasted across the batch. Training calls it on regions pooled chunk by chunk
+    (``sample_features.py``), so a chunked step can cache them; see ``subcaption_patch_loss``."""
+    keys = None if sentence_keys is None else sentence_keys.transpose(0, 1)
+    with fp32(vbar):
         return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T, keys)

@@ -1,0 +1,72 @@
+"""Per-sample features of a batch (or of one chunk of it): all that MulCLIP's batch-level terms consume.
+
+The global InfoNCE (docs/METHOD.md §2) and SAP's contrast (§5) compare samples with each other,
+but only through the per-sample tensors of ``SampleFeatures``; WPR (§4) and SAP's pooling never
+leave a sample. ``MulCLIP.compute_losses`` is split at this seam, so that a batch can also be
+encoded chunk by chunk (``chunked_step.py``) and still get the gradients of the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from mulclip_pl.model.sentence_features import span_sentence_features
+from mulclip_pl.objectives.precision import fp32
+from mulclip_pl.objectives.sap import patch_weights, region_embeddings
+from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
+
+if TYPE_CHECKING:
+    from mulclip_pl.module import MulCLIP
+
+# The fields that carry gradient back into the towers and heads, in a fixed order.
+DIFFERENTIABLE = ("v_cls", "t_long", "t_short", "t_sub", "vbar", "word_image", "word_text")
+
+
+@dataclass
+class SampleFeatures:
+    v_cls: torch.Tensor  # (n, d) normalised image embeddings
+    t_long: torch.Tensor  # (n, d) normalised long-caption embeddings
+    t_short: torch.Tensor  # (n, d) normalised summary embeddings
+    t_sub: torch.Tensor | None = None  # (n, M, d) normalised sentence embeddings (SAP only)
+    vbar: torch.Tensor | None = None  # (n, M, d) SAP's region embeddings, fp32
+    sub_mask: torch.Tensor | None = None  # (n, M) True where sentence i exists (SAP only)
+    word_image: torch.Tensor | None = None  # WPR's L_recon,image: mean over these samples' tokens
+    word_text: torch.Tensor | None = None  # WPR's L_recon,text: mean over these samples' tokens
+    word_rows: tuple[int, torch.Tensor | int] | None = None  # tokens each WPR mean is over (weights chunks)
+
+
+def sample_features(model: MulCLIP, batch: dict[str, torch.Tensor]) -> SampleFeatures:
+    """Encode ``batch`` and compute everything that stays within a sample (docs/METHOD.md §2, §4, §5)."""
+    hp = model.hparams
+    image = model.backbone.encode_image(batch["image"], tap_block=model._wpr_tap_block)
+    v_cls = F.normalize(image.v_cls, dim=-1)
+    v_loc = F.normalize(image.v_loc, dim=-1)
+    span = model.use_sap and hp.sentence_features == "span"
+    long = model.backbone.encode_text(batch["long"], with_tokens=model.use_wpr or span)
+    t_long = F.normalize(long.t_eot, dim=-1)
+    if span:  # sentences pooled from the long caption's tokens: no extra text pass
+        t_short = model.encode_text(batch["short"])
+        t_sub, sub_mask = span_sentence_features(long.t_tokens, batch["sub_span"], batch["sub_mask"])
+    else:
+        (t_short, t_sub), sub_mask = model._encode_short_and_sentences(batch), batch["sub_mask"]
+    features = SampleFeatures(v_cls=v_cls, t_long=t_long, t_short=t_short)
+    if model.use_wpr:
+        words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
+        patches = v_loc if image.v_tap is None else F.normalize(image.v_tap, dim=-1)
+        v_cal = patches if model.image_calibration is None else model.image_calibration(patches)
+        if model.text_calibration is not None:
+            words, t_mask = model.text_calibration(words, t_mask), None
+        wpr = word_patch_reconstruction_loss(v_cal, words, hp.tau_r, hp.tau_w, t_mask)
+        # Raw words are averaged over valid tokens (a row without any counts whole, as wpr._usable).
+        text_rows = words.shape[0] * words.shape[1] if t_mask is None else (t_mask | ~t_mask.any(1, keepdim=True)).sum()
+        features.word_image, features.word_text = wpr.image, wpr.text
+        features.word_rows = (v_cal.shape[0] * v_cal.shape[1], text_rows)
+    if model.use_sap:
+        with fp32(v_loc):
+            features.vbar = region_embeddings(patch_weights(t_sub, v_loc, hp.tau_s, model.sap_top_k), v_loc)
+        features.t_sub, features.sub_mask = t_sub, sub_mask
+    return features

@@ -16,17 +16,15 @@ unchanged. Cost: one extra forward pass of the towers per step.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+import lightning as L
 import torch
 
 from mulclip_pl.sample_features import DIFFERENTIABLE, SampleFeatures, sample_features
 
-if TYPE_CHECKING:
-    from mulclip_pl.module import MulCLIP
 
 
-def cached_features(model: MulCLIP, batch: dict[str, torch.Tensor], chunk: int) -> SampleFeatures:
+def cached_features(model: L.LightningModule, batch: dict[str, torch.Tensor], chunk: int) -> SampleFeatures:
     """``sample_features(model, batch)``, encoded ``chunk`` samples at a time; backward re-encodes each chunk."""
     _check_strategy(model)
     n, device = batch["image"].shape[0], batch["image"].device
@@ -68,7 +66,7 @@ class _GradientCache(torch.autograd.Function):
 class _Replay:
     """Pass 2: each chunk re-encoded with a graph, as pass 1 encoded it (same random state, same autocast)."""
 
-    def __init__(self, model: MulCLIP, chunks: list[dict], states: list, word_weights: torch.Tensor | None,
+    def __init__(self, model: L.LightningModule, chunks: list[dict], states: list, word_weights: torch.Tensor | None,
                  names: list[str], device: torch.device) -> None:
         self.model, self.chunks, self.states, self.word_weights, self.names = model, chunks, states, word_weights, names
         self.device = device
@@ -124,7 +122,7 @@ def _set_random_state(state: tuple[torch.Tensor, torch.Tensor | None], device: t
         torch.cuda.set_rng_state(state[1], device)
 
 
-def _check_strategy(model: MulCLIP) -> None:
+def _check_strategy(model: L.LightningModule) -> None:
     """The replay sums weight gradients itself: right on one device and under DDP, not with sharded weights."""
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 

@@ -9,14 +9,11 @@ from typing import Literal
 import torch
 
 from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config, plain_open_clip_state
+from mulclip_pl.model.errors import ExportError
 from mulclip_pl.trained import load_trained
 
 Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip"]
 FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
-
-
-class ExportError(ValueError):
-    """The export cannot be written as asked (format against path, or a missing optional package)."""
 
 
 def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: bool = False,

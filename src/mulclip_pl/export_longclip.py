@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mulclip_pl.model.errors import ExportError
 from mulclip_pl.model.long_text import RES_KEY
 
 LONGCLIP_CONTEXT, LONGCLIP_KEEP, LONGCLIP_HEAD_WIDTH = 248, 20, 64
@@ -38,8 +39,6 @@ def write_longclip(clip: nn.Module, model_name: str, target: Path) -> Path:
 def longclip_state(clip: nn.Module, model_name: str) -> dict[str, torch.Tensor]:
     """The CLIP towers in Long-CLIP's layout, fp32 on the CPU; refused (``ExportError``) if Long-CLIP
     would build a different network from them."""
-    from mulclip_pl.export import ExportError  # lazy: export.py imports this module lazily too
-
     problems = _differences(clip)
     if problems:
         raise ExportError(f"{model_name} cannot be exported for Long-CLIP, whose loader would build another "

@@ -9,8 +9,8 @@ encoded chunk by chunk (``chunked_step.py``) and still get the gradients of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -19,8 +19,6 @@ from mulclip_pl.objectives.precision import fp32
 from mulclip_pl.objectives.sap import patch_weights, region_embeddings
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
 
-if TYPE_CHECKING:
-    from mulclip_pl.module import MulCLIP
 
 # The fields that carry gradient back into the towers and heads, in a fixed order.
 DIFFERENTIABLE = ("v_cls", "t_long", "t_short", "t_sub", "vbar", "word_image", "word_text")
@@ -39,7 +37,7 @@ class SampleFeatures:
     word_rows: tuple[int, torch.Tensor | int] | None = None  # tokens each WPR mean is over (weights chunks)
 
 
-def sample_features(model: MulCLIP, batch: dict[str, torch.Tensor]) -> SampleFeatures:
+def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) -> SampleFeatures:
     """Encode ``batch`` and compute everything that stays within a sample (docs/METHOD.md §2, §4, §5)."""
     hp = model.hparams
     image = model.backbone.encode_image(batch["image"], tap_block=model._wpr_tap_block)

@@ -49,10 +49,10 @@ _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a not
 
 class MulCLIPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        """Keep one resumable ``last.ckpt`` (``--ckpt_path last``) and no other checkpoint by default
-        (``--checkpoint.save_top_k`` for more); tune via ``--checkpoint.*``."""
+        """Always keep a resumable ``last.ckpt`` (``--ckpt_path last``); tune via ``--checkpoint.*``.
+        (``save_top_k`` stays 1: at 0, Lightning 2.x also stops refreshing ``last.ckpt`` at epoch ends.)"""
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.set_defaults({"checkpoint.save_last": True})
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="label of this model in the results table (default: model name and checkpoint)")
 

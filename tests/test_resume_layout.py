@@ -123,8 +123,9 @@ def _rank_main(rank: int, init_file: str, path: str, out: str) -> None:
 
 def test_each_rank_gets_its_own_random_streams_back(tmp_path):
     out = tmp_path / "draws.pt"
+    # spawn: a forked child of a process that has run torch's thread pool (earlier tests) can deadlock
     mp.start_processes(_rank_main, args=(str(tmp_path / "init"), str(tmp_path / "c.pt"), str(out)), nprocs=2,
-                       join=True, start_method="fork")
+                       join=True, start_method="spawn")
     (expected0, got0), (expected1, got1) = torch.load(out)
     assert got0 == expected0 and got1 == expected1
     assert expected0 != expected1  # the ranks' streams differ: restoring rank 0's everywhere would fail

@@ -13,21 +13,12 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import torch.distributed as dist
 
 from mulclip_pl.predict import output_dir
+from mulclip_pl.ranks import gather_from_ranks
 
 log = logging.getLogger(__name__)
 LIST_FILE = "bad_inputs.tsv"
-
-
-def _gather(items: list[str], trainer: L.Trainer) -> list[str]:
-    """Every rank's ``items`` together (a collective: call it on every rank)."""
-    if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-        gathered: list[list[str] | None] = [None] * trainer.world_size
-        dist.all_gather_object(gathered, items)
-        return [item for rank_items in gathered for item in rank_items or []]
-    return list(items)
 
 
 class BadInputReport:
@@ -49,7 +40,8 @@ class BadInputReport:
     def end_epoch(self, trainer: L.Trainer) -> int:
         """Sum this epoch's bad items over ranks, list new ones, log a line (every rank calls it:
         gathering, and ``trainer.log_dir``, are collectives); the total is returned."""
-        items, path = _gather(self.epoch_items, trainer), output_dir(trainer) / LIST_FILE
+        items = [item for rank_items in gather_from_ranks(self.epoch_items, trainer.world_size) for item in rank_items]
+        path = output_dir(trainer) / LIST_FILE
         self.epoch_items = []
         if items and trainer.is_global_zero:
             log.warning("epoch %d: %d bad training samples over %d rank(s) were replaced by others (listed in %s), "

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
+
+from mulclip_pl.ranks import gather_from_ranks
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,7 @@ def restore(states: dict[str, Any]) -> None:
 
 def capture_ranks(world_size: int) -> list[dict[str, Any]]:
     """Every rank's streams, in rank order (a collective under DDP: call it on every rank)."""
-    own = capture()
-    if world_size > 1 and dist.is_available() and dist.is_initialized():
-        gathered: list[dict[str, Any] | None] = [None] * world_size
-        dist.all_gather_object(gathered, own)
-        return gathered
-    return [own]
+    return gather_from_ranks(capture(), world_size)
 
 
 def restore_rank(saved: dict[str, Any] | list[dict[str, Any]], rank: int, world_size: int) -> None:

@@ -6,7 +6,7 @@ CLI := $(BIN)/mulclip-pl
 STAMP := $(VENV)/.installed
 DEMO := runs/demo
 
-.PHONY: install test demo bench-quality bench clean
+.PHONY: install test demo bench-quality bench fingerprint clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ $(DEMO)/stage1/last.ckpt: configs/synthlong/stage1.yaml | $(STAMP)
 # Long-CLIP-style global / without WPR / without SAP / full over 3 seeds from the demo's stage 1.
 bench-quality: install $(DEMO)/stage1/last.ckpt
 	bash benchmarks/quality.sh
+
+# Short stage-1 / stage-2 fits, a test call and an export; one digest of weights, losses and metrics.
+# Run before and after a change that should change nothing: on one machine the digests must be equal.
+fingerprint: install
+	$(BIN)/python benchmarks/fingerprint.py --out runs/fingerprint
 
 bench: install
 	$(BIN)/python benchmarks/train_step.py --model mulclip-tiny --batch-size 32

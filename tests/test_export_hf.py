@@ -199,7 +199,7 @@ def short_keep_checkpoint(tmp_path_factory):
 def test_every_export_format_keeps_a_non_default_stretch(tmp_path, short_keep_checkpoint, fmt):
     module = load_trained(short_keep_checkpoint)
     clip = module.backbone.clip
-    assert not torch.equal(clip.positional_embedding[10:20], clip.positional_embedding_res[10:20])
+    assert not torch.equal(clip.frozen_positions[10:20], clip.positional_embedding_res[10:20])
     main(["export", "--ckpt", str(short_keep_checkpoint), "--out", str(tmp_path / "out"), "--format", fmt])
     out = resolve_format(tmp_path / "out", fmt)[0]  # a file format adds its suffix
     if fmt == "hf":

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.checkpoints import build_clip, export_open_clip_dir
-from mulclip_pl.model.long_text import text_positions
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
@@ -20,7 +19,7 @@ def longclip_encode_text(clip, text):
     mask2 = torch.zeros([248, 1])
     mask2[20:, :] = 1
     x = clip.token_embedding(text)
-    x = x + clip.positional_embedding * mask1 + clip.positional_embedding_res * mask2
+    x = x + clip.frozen_positions * mask1 + clip.positional_embedding_res * mask2  # Long-CLIP's two state-dict tables
     x = clip.transformer(x, attn_mask=clip.attn_mask)
     x = clip.ln_final(x)
     return x[torch.arange(x.shape[0]), text.argmax(dim=-1)] @ clip.text_projection
@@ -30,25 +29,35 @@ def _trained_like(clip):
     """Make the two tables differ everywhere, as after training (and as a wrong merge would show)."""
     with torch.no_grad():
         clip.positional_embedding_res.add_(torch.randn_like(clip.positional_embedding_res))
-        clip.positional_embedding.add_(0.5 * torch.randn_like(clip.positional_embedding))
+        clip.frozen_positions.add_(0.5 * torch.randn_like(clip.frozen_positions))
     return clip
 
 
 @pytest.mark.parametrize("scheme", ["longclip", "single"])
-def test_first_20_positions_stay_fixed_only_under_longclip(scheme, tokenizer):
+@pytest.mark.parametrize("optimizer_kind", ["ours", "any"])
+def test_first_20_positions_stay_fixed_only_under_longclip(scheme, optimizer_kind, tokenizer):
+    """Under any optimizer, weight decay on every parameter included, the positions open_clip's own
+    ``encode_text`` adds keep rows 0..19 (longclip) while the rest trains."""
     torch.manual_seed(0)
     module = MulCLIP(model_name=TEST_MODEL, position_scheme=scheme, lr=1e-2, head_lr=1e-2, warmup_steps=1)
-    optimizer = module.configure_optimizers()["optimizer"]
-    before = text_positions(module.backbone.clip).detach().clone()
+    if optimizer_kind == "ours":
+        optimizer = module.configure_optimizers()["optimizer"]
+    else:
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2, weight_decay=0.5)
+    clip = module.backbone.clip
+    before = clip.positional_embedding.detach().clone()
     batch = make_batch(4, tokenizer, seed=1)
     batch["long"] = tokenizer(["word " * 60 + "end"] * 4)  # long enough to reach positions past 20
     for _ in range(3):
         optimizer.zero_grad()
         module.compute_losses(batch).total.backward()
         optimizer.step()
-    after = text_positions(module.backbone.clip).detach()
+    after = clip.positional_embedding.detach()
     assert torch.equal(after[:20], before[:20]) == (scheme == "longclip")
     assert not torch.equal(after[20:62], before[20:62])  # the rest trains in both schemes
+    tokens = tokenizer(["word " * 60 + "end"])
+    with torch.no_grad():  # open_clip's own method sees the trained rows
+        torch.testing.assert_close(clip.encode_text(tokens), ClipBackbone(clip).encode_text(tokens).t_eot)
 
 
 def test_text_forward_is_longclips_formula(tokenizer):

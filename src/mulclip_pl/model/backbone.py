@@ -14,8 +14,6 @@ import open_clip
 import torch
 from torch import nn
 
-from mulclip_pl.model.long_text import text_positions
-
 
 @dataclass
 class ImageFeatures:
@@ -34,8 +32,8 @@ class TextFeatures:
 class ClipBackbone(nn.Module):
     """The two CLIP towers, with access to local tokens; holds the open_clip model as ``clip``.
 
-    Text positions come from ``text_positions`` (Long-CLIP's two-table layout or one table), so
-    encode through this class (or an export), not ``clip.encode_text``, which sees one table only.
+    Text features equal ``clip.encode_text``'s: both add ``clip.positional_embedding``, which a
+    Long-CLIP layout computes from its two tables (``LongPositionsCLIP``).
     """
 
     def __init__(self, clip: nn.Module) -> None:
@@ -115,7 +113,7 @@ class ClipBackbone(nn.Module):
         length = int(eot_index.max()) + 1
         tokens = tokens[:, :length]
         cast_dtype = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(tokens).to(cast_dtype) + text_positions(clip)[:length].to(cast_dtype)
+        x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
         x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
         x = clip.ln_final(x)
         rows = torch.arange(x.shape[0], device=x.device)

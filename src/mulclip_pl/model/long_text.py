@@ -8,6 +8,10 @@ Position schemes for fine-tuning a stretched model (``PositionScheme``):
 - ``longclip`` (Long-CLIP's reference code): two 248-row tables, ``positional_embedding`` (a
   frozen buffer) and ``positional_embedding_res`` (trainable); position j uses the frozen row
   for j < keep and the trainable row otherwise, so the first ``keep`` positions never move.
+  The model becomes a ``LongPositionsCLIP``: open_clip's ``CLIP`` whose ``positional_embedding``
+  *attribute* is that one merged table, so every method reads the same positions (open_clip's own
+  ``encode_text`` and ``forward``, our backbone, an ONNX trace), while its state dict keeps
+  Long-CLIP's two tables under Long-CLIP's names.
 - ``single``: one trainable 248-row ``positional_embedding``.
 Both layouts export to one merged table (``merged_positions``) that plain open_clip loads.
 """
@@ -20,6 +24,7 @@ from functools import lru_cache
 from typing import Literal, Sequence
 
 import torch
+from open_clip.model import CLIP
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -67,17 +72,46 @@ def causal_mask(length: int) -> torch.Tensor:
     return torch.full((length, length), float("-inf")).triu_(1)
 
 
+class LongPositionsCLIP(CLIP):
+    """open_clip's ``CLIP`` holding Long-CLIP's two position tables, read as one by every method.
+
+    Why a subclass: open_clip's ``encode_text`` adds ``self.positional_embedding``; with the two
+    tables held as separate tensors, that attribute would be the frozen table only, and anyone
+    calling open_clip's own methods (a metric, a user, an exporter) would silently get the
+    positions from before fine-tuning. Here the attribute is computed: rows < ``keep_positions``
+    from the frozen buffer (stored under ``positional_embedding``, so no optimizer can move it,
+    weight decay included), the rest from the trainable ``positional_embedding_res``. Nothing else
+    differs from ``CLIP``.
+    """
+
+    keep_positions: int = KEEP_POSITIONS
+
+    @property
+    def positional_embedding(self) -> torch.Tensor:
+        keep = self.keep_positions
+        return torch.cat([self.frozen_positions[:keep], getattr(self, RES_KEY)[keep:]])
+
+    @property
+    def frozen_positions(self) -> torch.Tensor:
+        """The frozen table (Long-CLIP's ``positional_embedding`` in the state dict)."""
+        return self._buffers["positional_embedding"]
+
+
 def extend_text_context(
     clip: nn.Module, keep: int = KEEP_POSITIONS, factor: int = 4, scheme: PositionScheme = "longclip"
 ) -> None:
     """Stretch an open_clip ``CLIP``'s text positions in place (77 -> 248 by default).
 
     ``scheme='longclip'`` lays the stretched table out as Long-CLIP does (frozen buffer +
-    trainable ``positional_embedding_res``); ``'single'`` keeps one trainable table. Either
-    layout also loads a state dict written in the other one (see ``adapt_position_layout``).
+    trainable ``positional_embedding_res``) and makes ``clip`` a ``LongPositionsCLIP``, so that
+    its own methods see the merged table; ``'single'`` keeps one trainable table. Either layout
+    also loads a state dict written in the other one (see ``adapt_position_layout``).
     """
     if scheme not in ("longclip", "single"):
         raise ValueError(f"position_scheme must be 'longclip' or 'single', got {scheme!r}")
+    if scheme == "longclip" and type(clip) is not CLIP:
+        raise ValueError(f"position_scheme 'longclip' needs an open_clip CLIP, got {type(clip).__name__}; "
+                         "use --model.position_scheme single")
     old = clip.positional_embedding
     new = stretch_positional_embedding(old.data, keep, factor).to(old.dtype)
     if scheme == "single":
@@ -86,19 +120,11 @@ def extend_text_context(
         del clip.positional_embedding  # a buffer from now on: no optimizer can move it
         clip.register_buffer("positional_embedding", new)
         clip.positional_embedding_res = nn.Parameter(new.clone(), requires_grad=old.requires_grad)
+        clip.__class__ = LongPositionsCLIP  # same object, same state; the attribute now merges the tables
     clip.keep_positions = keep
     clip.context_length = new.shape[0]
     clip.register_buffer("attn_mask", causal_mask(new.shape[0]).to(clip.attn_mask.device), persistent=False)
     clip.register_load_state_dict_pre_hook(_adapt_on_load)
-
-
-def text_positions(clip: nn.Module) -> torch.Tensor:
-    """(L, d) the positions the text tower adds: Long-CLIP's ``p * mask1 + p_res * mask2`` (rows
-    < keep from the frozen table, the rest from the trainable one), or the single table."""
-    if not hasattr(clip, RES_KEY):
-        return clip.positional_embedding
-    keep = clip.keep_positions
-    return torch.cat([clip.positional_embedding[:keep], getattr(clip, RES_KEY)[keep:]])
 
 
 def merged_positions(state: dict[str, torch.Tensor], keep: int, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -48,6 +48,7 @@ def longclip_state(clip: nn.Module, model_name: str) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in own.items() if k in expected_keys(clip)}
     if RES_KEY not in own:  # one table: each of Long-CLIP's masks picks its rows from it
         state[RES_KEY] = own["positional_embedding"]
+    state["logit_scale"] = state["logit_scale"].reshape(())  # Long-CLIP's (and OpenAI's) 0-dim scalar
     return {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
 
 

@@ -19,7 +19,9 @@ from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
-from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
+from mulclip_pl.model.checkpoints import (
+    build_clip, match_one_element_shapes, one_element_optimizer_moments, read_lightning_checkpoint,
+)
 from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
 from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce
@@ -144,7 +146,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
             self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions,
                                                     state=_prefixed(start, "backbone.clip."), source=init_from,
                                                     position_scheme=position_scheme, trust_pickle=trust_pickle,
-                                                    cache_dir=cache_dir))
+                                                    cache_dir=cache_dir, nonscalar_logit_scale=True))
         except ValueError as exc:
             raise ValueError(f"model.model_name={model_name}: {exc}") from exc
         depth = self.backbone.vision_depth
@@ -167,6 +169,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         self.sap_top_k = (
             max(1, round(sap_top_k_fraction * self.backbone.num_patches)) if sap_top_k_fraction else None
         )
+        self.register_load_state_dict_pre_hook(match_one_element_shapes)  # 0-dim scalars of older checkpoints
         if start is not None:
             self._load_heads(start, init_from)
         self._nonfinite = NonFiniteGuard(max_nonfinite_steps)
@@ -179,7 +182,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""
         heads = {k: v for k, v in state.items() if k.startswith(("image_calibration.", "text_calibration."))}
         own = self.state_dict()
-        usable = {k: v for k, v in heads.items() if k in own and own[k].shape == v.shape}
+        usable = {k: v for k, v in heads.items() if k in own and (own[k].shape == v.shape or own[k].numel() == v.numel() == 1)}
         if usable:
             self.load_state_dict(usable, strict=False)
         log.info("init_from %s: CLIP towers and %d of %d calibration tensors loaded", source, len(usable), len(heads))
@@ -283,6 +286,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume continues each rank's global random streams (shuffling and per-sample choices are seeded by the data)."""
+        one_element_optimizer_moments(checkpoint)
         if "rng_states" in checkpoint:
             trainer = self._trainer
             random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,

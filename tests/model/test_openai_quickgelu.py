@@ -88,6 +88,31 @@ def test_hub_repo_whose_config_says_quickgelu_is_refused_for_a_gelu_model(tmp_pa
     assert hub.fetched() == [("org/openai-clip", "open_clip_config.json")]  # the weights were not fetched
 
 
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_openai_weights_in_open_clips_format_are_refused_by_the_config_beside_them(tmp_path, release, fmt):
+    """OpenAI weights re-saved by open_clip (as a hub download or an export leaves them: the state dict
+    and open_clip_config.json saying quick_gelu) carry no OpenAI key; the config beside them tells."""
+    _, source = release
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / f"open_clip_model.{'bin' if fmt == 'pt' else 'safetensors'}"
+    torch.save(state, path) if fmt == "pt" else save_file(state, str(path))
+    (tmp_path / "open_clip_config.json").write_text('{"model_cfg": {"quick_gelu": true}}')
+    with pytest.raises(PretrainedWeightsError, match="open_clip_config.json beside the file says quick_gelu"):
+        build_clip(TEST_MODEL, pretrained=str(path))
+    (tmp_path / "open_clip_config.json").write_text('{"model_cfg": {"quick_gelu": false}}')
+    assert torch.equal(build_clip(TEST_MODEL, pretrained=str(path)).visual.proj, source.visual.proj)
+
+
+def test_a_hub_config_that_cannot_be_read_is_one_line_naming_the_repo(tmp_path, hub):
+    broken = tmp_path / "open_clip_config.json"
+    broken.write_text("{not json")
+    hub.files["org/broken", "open_clip_config.json"] = broken
+    with pytest.raises(PretrainedWeightsError) as err:
+        build_clip(TEST_MODEL, pretrained="hf-hub:org/broken")
+    message = str(err.value)
+    assert "Hugging Face Hub repo org/broken" in message and "JSONDecodeError" in message and "\n" not in message
+
+
 def test_non_openai_weights_load_into_gelu_models_as_before(tmp_path):
     torch.manual_seed(5)
     source = open_clip.create_model(TEST_MODEL)

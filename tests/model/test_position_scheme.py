@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import build_clip, export_open_clip_dir
+from mulclip_pl.model.checkpoints import PretrainedWeightsError, build_clip, export_open_clip_dir
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
+from tests.model.weights_fixtures import quickgelu_model  # noqa: F401 (fixture)
 
 
 def longclip_encode_text(clip, text):
@@ -80,16 +81,25 @@ def test_export_merges_the_two_tables_into_what_open_clip_loads(tmp_path, tokeni
 
 
 @pytest.mark.parametrize("scheme", ["longclip", "single"])
-def test_a_longclip_release_loads_in_either_scheme_with_the_same_embeddings(tmp_path, scheme, tokenizer):
+def test_a_longclip_release_loads_in_either_scheme_with_the_same_embeddings(tmp_path, scheme, tokenizer,
+                                                                            quickgelu_model):
     torch.manual_seed(0)
-    release = _trained_like(build_clip(TEST_MODEL).eval())  # Long-CLIP's keys: positional_embedding(_res), 248 rows
+    release = _trained_like(build_clip(quickgelu_model).eval())  # Long-CLIP's keys: positional_embedding(_res), 248 rows
     torch.save(release.state_dict(), tmp_path / "longclip.pt")
-    clip = build_clip(TEST_MODEL, pretrained=str(tmp_path / "longclip.pt"), position_scheme=scheme).eval()
+    clip = build_clip(quickgelu_model, pretrained=str(tmp_path / "longclip.pt"), position_scheme=scheme).eval()
     assert hasattr(clip, "positional_embedding_res") == (scheme == "longclip")
     tokens = tokenizer(["a red circle", "word " * 100])
     with torch.no_grad():
         torch.testing.assert_close(ClipBackbone(clip).encode_text(tokens).t_eot, longclip_encode_text(release, tokens),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_a_longclip_release_is_refused_for_a_gelu_model_with_the_fix(tmp_path, quickgelu_model):
+    """Long-CLIP fine-tunes OpenAI's QuickGELU ViTs: its files (marked by the second table) in a GELU
+    model would load without an error and give wrong embeddings."""
+    torch.save(build_clip(quickgelu_model).state_dict(), tmp_path / "longclip-B.pt")
+    with pytest.raises(PretrainedWeightsError, match="Long-CLIP release.*--model.model_name mulclip-test-quickgelu"):
+        build_clip(TEST_MODEL, pretrained=str(tmp_path / "longclip-B.pt"))
 
 
 def test_a_single_table_checkpoint_loads_into_the_longclip_layout(tmp_path, tokenizer):

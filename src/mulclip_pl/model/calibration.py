@@ -21,7 +21,7 @@ class TokenCalibration(nn.Module):
         hidden = max(1, round(dim * hidden_ratio))
         self.norm = nn.LayerNorm(dim)
         self.scorer = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_out))
-        self.scale = nn.Parameter(torch.ones(()))
+        self.scale = nn.Parameter(torch.ones(1))  # 1 element, not 0-dim: FSDP shards no 0-dim parameter
         self.num_out = num_out
 
     def assignment(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

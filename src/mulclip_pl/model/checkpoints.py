@@ -25,8 +25,8 @@ from torch import nn
 
 from mulclip_pl.model.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.long_text import (
-    KEEP_POSITIONS, LONG_CONTEXT, PositionScheme, adapt_position_layout, extend_text_context, merged_positions,
-    stretched_length,
+    KEEP_POSITIONS, LONG_CONTEXT, RES_KEY, PositionScheme, adapt_position_layout, extend_text_context,
+    merged_positions, stretched_length,
 )
 from mulclip_pl.model.weights_by_name import fetch_weights, is_remote, is_tag, require_quick_gelu
 from mulclip_pl.safe_pickle import SAFETENSORS_HINT, read_error_gist, refusing_pickles
@@ -49,6 +49,7 @@ def build_clip(
     position_scheme: PositionScheme = "longclip",
     trust_pickle: bool = False,
     cache_dir: str | None = None,
+    nonscalar_logit_scale: bool = False,
 ) -> nn.Module:
     """An open_clip ``CLIP`` with text positions stretched to ``context_length``.
 
@@ -62,6 +63,9 @@ def build_clip(
     plain interpolation. Checkpoints that already hold ``context_length`` positions are loaded
     after the stretch, in either position layout (a Long-CLIP release with its two tables, a
     mulclip-pl checkpoint or export): ``position_scheme`` decides the layout of the model.
+
+    ``nonscalar_logit_scale`` holds CLIP's temperature as a 1-element tensor (open_clip's own
+    option), as the training module does: FSDP shards no 0-dim parameter. Weights of either shape load.
     """
     if model_name not in open_clip.list_models():
         raise ValueError(
@@ -70,7 +74,7 @@ def build_clip(
         )
     if state is None and pretrained:  # before building: a wrong name or file fails fast
         state, source = read_state_dict(pretrained, model_name, trust_pickle, cache_dir), pretrained
-    clip = _create_unloaded(model_name)
+    clip = _create_unloaded(model_name, nonscalar_logit_scale)
     if not hasattr(clip, "positional_embedding"):
         raise ValueError(f"{model_name} has no CLIP-style text tower; mulclip-pl needs one")
     base_context = clip.positional_embedding.shape[0]
@@ -87,13 +91,13 @@ def build_clip(
     return clip
 
 
-def _create_unloaded(model_name: str) -> nn.Module:
+def _create_unloaded(model_name: str, nonscalar_logit_scale: bool = False) -> nn.Module:
     """open_clip's model at random init, without its "initialized randomly" warning: wrong here,
     where weights are loaded right after (or random init was asked for). Other warnings pass."""
     root = logging.getLogger()  # open_clip logs through the root logger
     root.addFilter(_drop_random_init_warning)
     try:
-        return open_clip.create_model(model_name, pretrained=None)
+        return open_clip.create_model(model_name, pretrained=None, nonscalar_logit_scale=nonscalar_logit_scale)
     finally:
         root.removeFilter(_drop_random_init_warning)
 
@@ -150,9 +154,29 @@ def read_state_dict(pretrained: str, model_name: str, trust_pickle: bool = False
             f"could not read weights file {path}: {read_error_gist(exc)}. "
             "Expected an open_clip checkpoint, an OpenAI CLIP .pt (TorchScript) file, or a .safetensors file."
         ) from exc
-    if openai_format:
-        require_quick_gelu(model_name, f"the weights in {path}", f"OpenAI CLIP format: {openai_format}")
+    evidence = _quick_gelu_evidence(path, state, openai_format)
+    if evidence:
+        require_quick_gelu(model_name, f"the weights in {path}", evidence)
     return {k: v for k, v in state.items() if k not in OPENAI_EXTRA_KEYS}
+
+
+def _quick_gelu_evidence(path: Path, state: dict, openai_format: str | None) -> str | None:
+    """Why the file's weights were trained with QuickGELU, if anything says so: OpenAI's format, a
+    Long-CLIP release (its second position table; Long-CLIP fine-tunes OpenAI's ViTs), or an
+    ``open_clip_config.json`` beside it (as a hub download or an open_clip export leaves it)."""
+    if openai_format:
+        return f"OpenAI CLIP format: {openai_format}"
+    if RES_KEY in state:
+        return f"a Long-CLIP release ({RES_KEY}); Long-CLIP fine-tunes OpenAI's QuickGELU ViTs"
+    config = path.parent / "open_clip_config.json"
+    if config.is_file():
+        try:
+            quick = json.loads(config.read_text()).get("model_cfg", {}).get("quick_gelu", False)
+        except (ValueError, AttributeError) as exc:
+            raise PretrainedWeightsError(f"{config} (beside the weights) is not an open_clip config: {exc}") from exc
+        if quick:
+            return f"{config.name} beside the file says quick_gelu"
+    return None
 
 
 def _read_weights_file(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -220,9 +244,32 @@ def export_open_clip_dir(clip: nn.Module, model_name: str, out_dir: str | Path) 
 
 def plain_open_clip_state(clip: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict plain open_clip loads: Long-CLIP's two position tables merged into one
-    ``positional_embedding`` (frozen rows < keep, trainable rows after), on the CPU."""
+    ``positional_embedding`` (frozen rows < keep, trainable rows after), and open_clip's default
+    0-dim ``logit_scale`` (training holds it as 1 element), on the CPU."""
     state = merged_positions(clip.state_dict(), getattr(clip, "keep_positions", KEEP_POSITIONS))
+    state = {**state, "logit_scale": state["logit_scale"].reshape(())}
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def match_one_element_shapes(module: nn.Module, state: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook: a 1-element entry (a temperature, a gain) takes the module's own
+    shape, so checkpoints written with 0-dim scalars (before FSDP support) and with 1-element ones
+    both load."""
+    own = {prefix + name: tensor for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
+    for key, value in list(state.items()):
+        mine = own.get(key)
+        if mine is not None and mine.numel() == 1 and torch.is_tensor(value) and value.numel() == 1:
+            state[key] = value.reshape(mine.shape)
+
+
+def one_element_optimizer_moments(checkpoint: dict) -> None:
+    """A run checkpointed with 0-dim scalars resumes with 1-element ones: their AdamW moments are
+    reshaped alike (no parameter is 0-dim any more; the 0-dim ``step`` counters stay)."""
+    for optimizer in checkpoint.get("optimizer_states", []):
+        for moments in optimizer.get("state", {}).values():
+            for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if torch.is_tensor(moments.get(name)) and moments[name].ndim == 0:
+                    moments[name] = moments[name].reshape(1)
 
 
 def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trust_pickle: bool = False):

@@ -86,13 +86,30 @@ def _from_hub(identifier: str, model_name: str, cache_dir: str | None) -> Path:
 
 
 def _hub_config(repo: str, cache_dir: str | None) -> dict:
-    """The repo's open_clip model config, or {} when it has none (or it cannot be fetched: the
-    weights download then says why)."""
+    """The repo's open_clip model config, or {} when the repo has none (or, offline, the cache has
+    none: the weights download then says why). Any other failure (network, a broken file) is one
+    line naming the repository and the cause: skipping the check would let QuickGELU weights into a
+    GELU model unnoticed."""
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
         path = oc_pretrained.download_pretrained_from_hf(repo, filename="open_clip_config.json", cache_dir=cache_dir)
         return json.loads(Path(path).read_text()).get("model_cfg", {})
-    except Exception:
-        return {}
+    except Exception as exc:
+        if any(isinstance(cause, EntryNotFoundError) for cause in _chain(exc)):
+            return {}  # the repo has no such file (LocalEntryNotFoundError: not cached, offline)
+        reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+        raise PretrainedWeightsError(
+            f"could not read open_clip_config.json of Hugging Face Hub repo {repo} ({type(exc).__name__}: {reason}); "
+            "it says whether the weights need QuickGELU. Retry, or download the weights file and pass its path"
+        ) from exc
+
+
+def _chain(exc: BaseException):
+    """``exc`` and what caused it (open_clip re-raises the hub's errors as ``FileNotFoundError``)."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def _from_url(url: str, what: str, cache_dir: str | None) -> Path:

@@ -42,3 +42,13 @@ class LastCkptEpochs(Callback):
 
     def on_train_end(self, trainer, pl_module):
         self._look(trainer)
+
+
+class SeenIndices(Callback):
+    """Records the data-set indices of every training batch (``batches``: class-level, read by the
+    test in the same process)."""
+
+    batches: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        SeenIndices.batches.append(batch["index"].tolist())

@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy
 from open_clip.transformer import PatchDropout
 
@@ -22,6 +21,7 @@ from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.sample_features import sample_features
 from tests.conftest import TEST_MODEL, make_batch
+from tests.helpers.training import BatchList, WeightWatcher
 
 B = 6
 
@@ -111,32 +111,11 @@ def test_the_option_is_checked_unused_without_a_graph_and_refused_with_sharded_w
 
 
 # ---------------------------------------------------------------- Lightning: guard, schedule, logging
-class Batches(L.LightningDataModule):
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(self.batches, batch_size=None)
-
-
-class Recorder(Callback):
-    def __init__(self):
-        self.changed, self.losses = [], []
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.before = module.backbone.clip.visual.proj.detach().clone()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.changed.append(not torch.equal(self.before, module.backbone.clip.visual.proj))
-        self.losses.append(outputs["loss"].item() if outputs else None)  # a skipped step returns nothing
-
-
 def _fit(chunk, batches):
-    recorder = Recorder()
+    recorder = WeightWatcher()
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, callbacks=[recorder], enable_model_summary=False)
-    trainer.fit(make_module(chunk, max_nonfinite_steps=3), datamodule=Batches(batches))
+    trainer.fit(make_module(chunk, max_nonfinite_steps=3), datamodule=BatchList(batches))
     return recorder, trainer
 
 

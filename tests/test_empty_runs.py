@@ -1,5 +1,7 @@
 """A fit that would train on nothing, or validate on nothing, stops with a one-line reason and the fix."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from mulclip_pl.cli import main
@@ -41,3 +43,22 @@ def test_an_empty_validation_slice_names_the_fraction_not_the_path(tmp_path):
     with pytest.raises(DataError, match=r"docci/val: val_fraction 0.02 of 2 training records leaves no validation "
                                         r"records; raise --data.val_fraction, or set it to 0"):
         DOCCI(root=str(tmp_path), val_fraction=0.02, num_workers=0, image_size=32).setup("validate")
+
+
+@pytest.mark.parametrize("pairs", [12, 11])
+def test_exactly_one_batch_per_process_trains_and_one_pair_less_is_refused(tmp_path, pairs):
+    synth = generate(tmp_path / "synth", image_size=32, sizes={"train": 12})
+    lines = (synth / "train.jsonl").read_text().splitlines()[:pairs]
+    (synth / "train.jsonl").write_text("\n".join(lines) + "\n")
+    from mulclip_pl.data import GenericCaptions
+
+    data = GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=6, num_workers=0, image_size=32)
+    data.setup("fit")
+    for rank in (0, 1):
+        data.trainer = SimpleNamespace(world_size=2, global_rank=rank, lightning_module=None)  # what DDP tells it
+        if pairs == 12:
+            assert len(data.train_dataloader()) == 1  # 6 pairs per process: one whole batch each
+        else:
+            with pytest.raises(DataError, match=r"11 training pairs over 2 process\(es\) give 5 each, fewer than one "
+                                                r"batch of 6 .*--data.batch_size 5 or lower"):
+                data.train_dataloader()

@@ -56,7 +56,7 @@ def trained(tmp_path_factory):
 def exports(trained):
     out = {}
     for fmt, name in [("open_clip", "folder"), ("pt", "model.pt"), ("safetensors", "model.safetensors"),
-                      ("hf", "hf"), ("longclip", "longclip.pt")]:
+                      ("hf", "hf"), ("longclip", "longclip.pt"), ("onnx", "onnx")]:
         out[fmt] = trained["root"] / "export" / name
         main(["export", "--ckpt", str(trained["ckpt"]), "--out", str(out[fmt]), "--format", fmt])
     return out
@@ -107,6 +107,17 @@ def _longclip_embeddings(path, pixels):
         return _unit(release.encode_image(pixels), longclip_encode_text(state, LongTextTokenizer()(TEXTS)))
 
 
+def _onnx_embeddings(folder, pixels):
+    """onnxruntime on the exported graphs (the ids' length is checked by our wrapper)."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from mulclip_pl.export_onnx import OnnxTextEncoder
+
+    image = onnxruntime.InferenceSession(str(folder / "image_encoder.onnx"), providers=["CPUExecutionProvider"])
+    image_emb = image.run(None, {image.get_inputs()[0].name: pixels.numpy()})[0]
+    text_emb = OnnxTextEncoder(folder / "text_encoder.onnx")(LongTextTokenizer()(TEXTS))
+    return _unit(torch.from_numpy(image_emb), torch.from_numpy(text_emb))
+
+
 def _forward_embeddings(clip, pixels):
     """open_clip's ``CLIP.forward`` (image and text features, normalised) on the module's own object."""
     with torch.no_grad():
@@ -129,6 +140,7 @@ EMBEDDING_PATHS = {
         t["pixels"]),
     "export hf (transformers CLIPModel)": lambda t, e: _hf_embeddings(e["hf"], t["pixels"]),
     "export longclip (Long-CLIP's forward)": lambda t, e: _longclip_embeddings(e["longclip"], t["pixels"]),
+    "export onnx (onnxruntime)": lambda t, e: _onnx_embeddings(e["onnx"], t["pixels"]),
     "clip_benchmark route (local-dir model + open_clip tokenizer)": lambda t, e: _open_clip_embeddings(
         open_clip.create_model_and_transforms(f"local-dir:{e['open_clip']}")[0], t["pixels"],
         open_clip.get_tokenizer(f"local-dir:{e['open_clip']}")),

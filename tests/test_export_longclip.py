@@ -1,9 +1,6 @@
 """``mulclip-pl export --format longclip``: a file Long-CLIP's ``longclip.load`` reads, checked against a
 re-implementation of Long-CLIP's text forward (its two position tables, masked at position 20)."""
 
-import json
-
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,15 +8,8 @@ import torch.nn.functional as F
 from mulclip_pl.export import ExportError, export
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.trained import load_trained
-from tests.trained_fixtures import CAPTIONS, write_checkpoint
+from tests.trained_fixtures import CAPTIONS, LONGCLIP_MODEL, register_longclip_model, write_checkpoint
 
-# Long-CLIP builds OpenAI ViTs: QuickGELU, 64-wide heads in both towers.
-LONGCLIP_MODEL = "mulclip-longclip-test"
-LONGCLIP_CONFIG = {
-    "embed_dim": 32, "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 64, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 2},
-}
 BLOCK = ("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias", "ln_1.weight",
          "ln_1.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias", "ln_2.weight",
          "ln_2.bias")
@@ -27,9 +17,8 @@ BLOCK = ("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "at
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    path = tmp_path_factory.mktemp("config") / f"{LONGCLIP_MODEL}.json"
-    path.write_text(json.dumps(LONGCLIP_CONFIG))
-    open_clip.add_model_config(path)
+    """Long-CLIP builds OpenAI ViTs: QuickGELU, 64-wide heads in both towers (``LONGCLIP_MODEL``)."""
+    register_longclip_model(tmp_path_factory.mktemp("config"))
 
 
 def longclip_keys(layers: int) -> set[str]:

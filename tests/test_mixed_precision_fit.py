@@ -10,6 +10,7 @@ from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.objectives.sap import patch_weights
 from tests.conftest import TEST_MODEL, make_batch
+from tests.helpers.training import BatchList
 
 
 def test_every_loss_term_under_bf16_autocast_is_within_one_percent_of_fp32():
@@ -38,12 +39,6 @@ def test_sap_weights_of_the_test_model_under_bf16_autocast_match_fp32():
     assert (mixed - reference).abs().max() < 1e-3
 
 
-class _Batches(L.LightningDataModule):
-    def train_dataloader(self):
-        tokenizer = LongTextTokenizer()
-        return torch.utils.data.DataLoader([make_batch(8, tokenizer, seed=s) for s in range(3)], batch_size=None)
-
-
 class _Losses(L.Callback):
     def __init__(self):
         self.losses = []
@@ -60,7 +55,7 @@ def test_fp16_mixed_fit_with_loss_scaling_keeps_every_loss_finite():
     fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", plugins=[fp16], logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, callbacks=[recorder])
-    trainer.fit(module, datamodule=_Batches())
+    trainer.fit(module, datamodule=BatchList([make_batch(8, LongTextTokenizer(), seed=s) for s in range(3)]))
     assert trainer.precision_plugin.scaler is not None and trainer.precision_plugin.precision == "16-mixed"
     assert len(recorder.losses) == 6 and all(torch.isfinite(torch.tensor(recorder.losses)))
     assert recorder.losses[-1] < recorder.losses[0]  # and it still learns

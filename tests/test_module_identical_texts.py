@@ -50,3 +50,20 @@ def test_the_option_gives_the_papers_plain_losses(batch):
     torch.testing.assert_close(terms["global_short"], infonce(image, short, scale), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(terms["sub"], subcaption_patch_loss(t_sub, batch["sub_mask"], v_loc, scale),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_long_captions_that_share_their_first_100_tokens_stay_negatives():
+    """Captions 0 and 1 share 100+ tokens and differ after: two texts, so the default loss is the
+    plain one; made identical, they leave each other's negatives (the case tells the two apart)."""
+    tokenizer = LongTextTokenizer()
+    batch = make_batch(4, tokenizer)
+    shared = "A long room with a wooden floor, white walls and a tall window on the left side. " * 6
+    long = tokenizer([f"{shared}In the corner stands a {colour} chair." for colour in ("red", "blue", "green", "pink")])
+    differ = (long[0] != long[1]).nonzero()
+    assert len(differ) > 0 and differ.min() >= 100  # equal for the first 100 tokens, different after
+    batch["long"] = long
+    terms, (image, long_emb, *_, scale) = _terms_and_reference(batch)
+    torch.testing.assert_close(terms["global_long"], infonce(image, long_emb, scale), rtol=1e-5, atol=1e-5)
+    batch["long"] = long[[0, 0, 2, 3]]
+    terms, (image, long_emb, *_, scale) = _terms_and_reference(batch)
+    assert abs(terms["global_long"] - infonce(image, long_emb, scale)) > 1e-4

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL, make_batch
+from tests.helpers.training import BatchList
 
 
 def _draw() -> tuple:
@@ -56,14 +57,9 @@ def _fit(callback, max_steps, ckpt_path=None):
     torch.manual_seed(0)
     module = MulCLIP(model_name=TEST_MODEL, preset="global_only", lr=1e-3, warmup_steps=1)
     batches = [make_batch(2, LongTextTokenizer(), seed=s) for s in range(3)]
-
-    class Batches(L.LightningDataModule):
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(batches, batch_size=None)
-
     trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, callbacks=[callback])
-    trainer.fit(module, datamodule=Batches(), ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=BatchList(batches), ckpt_path=ckpt_path)
 
 
 def test_trainer_resume_continues_the_streams_of_the_saved_run(tmp_path):

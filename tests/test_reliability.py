@@ -6,7 +6,7 @@ import lightning as L
 import open_clip
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions
@@ -16,28 +16,12 @@ from mulclip_pl.module import MulCLIP
 from mulclip_pl.nonfinite import NonFiniteLossError
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
+from tests.helpers.training import BatchList, Crash, LossRecorder, WeightWatcher
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("synth"), image_size=32, sizes={"train": 12, "val": 4, "test": 4})
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class LossRecorder(Callback):
-    """Records every step's loss and the sample keys it saw; can 'crash' the run at a given step."""
-
-    def __init__(self, crash_at_step: int | None = None):
-        self.losses, self.samples, self.crash_at_step = [], [], crash_at_step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step == self.crash_at_step:
-            raise Crash  # before this step's checkpoint: the last one is from the step before
-        self.losses.append(outputs["loss"].item())
-        self.samples.append(batch["index"].tolist())
 
 
 def _fit(synth, root, recorder, ckpt_path=None, workers=0):
@@ -66,29 +50,9 @@ def test_resume_matches_uninterrupted_run_step_for_step(tmp_path, synth, crash_a
         torch.testing.assert_close(a, b, msg=name)
 
 
-class BatchList(L.LightningDataModule):
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(self.batches, batch_size=None)
-
-
 def _nan_batches(pattern):
     good = make_batch(4, LongTextTokenizer())
     return [{**good, "image": torch.full_like(good["image"], float("nan"))} if bad else good for bad in pattern]
-
-
-class WeightWatcher(Callback):
-    def __init__(self):
-        self.changed = []
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.before = module.backbone.clip.visual.proj.detach().clone()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.changed.append(not torch.equal(self.before, module.backbone.clip.visual.proj))
 
 
 def test_nonfinite_batch_is_skipped_and_counted():

@@ -2,7 +2,6 @@
 with one line naming the opt-in and the safer conversion; with the opt-in, old pickled files still load."""
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
@@ -15,26 +14,9 @@ from mulclip_pl.model.checkpoints import build_clip, plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
+from tests.helpers.pickles import PAYLOADS, OpenPayload, ShellPayload
 
 
-class Payload:
-    """What an attacker ships: unpickling it creates ``marker`` (stands for any code)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-class ShellPayload(Payload):
-    """The same through a shell command: a global whose module (os) torch blocks, in other words."""
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-STYLES = {"open": (Payload, "io.open"), "shell": (ShellPayload, f"{os.system.__module__}.system")}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +28,8 @@ def files(tmp_path_factory):
     checkpoint = torch.load(trained, weights_only=True)
     marker = root / "CODE_RAN"
     crafted, crafted_weights, old_style = root / "crafted.ckpt", root / "crafted.pt", root / "old.ckpt"
-    torch.save({**checkpoint, "payload": Payload(marker)}, crafted)
-    torch.save({"state_dict": {}, "payload": Payload(marker)}, crafted_weights)
+    torch.save({**checkpoint, "payload": OpenPayload(marker)}, crafted)
+    torch.save({"state_dict": {}, "payload": OpenPayload(marker)}, crafted_weights)
     torch.save({**checkpoint, "payload": ShellPayload(marker)}, root / "crafted-shell.ckpt")
     torch.save({"state_dict": {}, "payload": ShellPayload(marker)}, root / "crafted-shell.pt")
     torch.save({**checkpoint, "args": argparse.Namespace(lr=1e-3)}, old_style)  # legit, but needs full unpickling
@@ -75,7 +57,7 @@ def _entry_point(name, files, tmp_path, path):
     }[name]
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", PAYLOADS)
 @pytest.mark.parametrize("entry", ["pretrained", "init_from", "ckpt_path", "ckpt_path_last", "export", "explain"])
 def test_crafted_pickle_is_refused_at_every_entry_point(entry, style, files, tmp_path):
     path = files["crafted_weights" if entry == "pretrained" else "crafted"]
@@ -87,7 +69,7 @@ def test_crafted_pickle_is_refused_at_every_entry_point(entry, style, files, tmp
     with pytest.raises(SystemExit) as stop:
         main(_entry_point(entry, files, tmp_path, path))
     message = str(stop.value.code)
-    assert message.startswith(f"mulclip-pl: error: refused to load {path}: it holds a pickled {STYLES[style][1]} object")
+    assert message.startswith(f"mulclip-pl: error: refused to load {path}: it holds a pickled {PAYLOADS[style][1]} object")
     assert "--model.trust_pickle true" in message and "--trust_pickle true" in message and "\n" not in message
     hint = "save_file" if entry == "pretrained" else "mulclip-pl export --ckpt"
     assert hint in message and "safetensors" in message and "weights_only" not in message

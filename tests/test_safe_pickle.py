@@ -1,8 +1,14 @@
 """safe_pickle.py: every wording torch uses for an object it will not build is recognised, and data
 pickles (CIFAR batches) are read without building anything but plain data."""
 
+import codecs
+import copyreg
+import functools
+import importlib
+import operator
 import os
 import pickle
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,29 +18,8 @@ from mulclip_pl.model.checkpoints import UnsafePickleError, build_clip, read_lig
 from mulclip_pl.checkpoint_io import SafeCheckpointIO
 from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data, refusing_pickles, unsafe_object
 from tests.conftest import TEST_MODEL
+from tests.helpers.pickles import PAYLOADS, Call, ShellPayload
 
-
-class OpenPayload:
-    """Unpickling creates ``marker`` through ``io.open``: a global torch does not allow."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-class ShellPayload:
-    """Unpickling runs a shell command that creates ``marker``: a global of a module torch blocks."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-PAYLOADS = {"open": (OpenPayload, "io.open"), "shell": (ShellPayload, f"{os.system.__module__}.system")}
 
 # Each wording of torch's weights-only reader (torch 2.0 ... 2.x) for an object it will not build.
 TORCH_WORDINGS = {
@@ -125,3 +110,94 @@ def test_protocol_2_bytes_accept_latin1_only(tmp_path):
     path.write_bytes(b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00abcq\x01X\x05\x00\x00\x00rot13q\x02\x86q\x03Rq\x04.")
     with pytest.raises(RefusedGlobal, match="rot13"):
         load_plain_data(path)
+
+
+# ---------------------------------------------------------------- escape routes of load_plain_data
+def _python3_name(name: str) -> str:
+    return name.replace("__builtin__.", "builtins.")  # protocols < 3 write Python 2's module name
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_the_getattr_climb_from_an_allowed_global_to_code_is_refused(tmp_path, protocol):
+    """With ``builtins.getattr`` a file could climb from an allowed name to anything: ``_codecs.encode``
+    is served as a Python function, whose ``__globals__`` hold the ``pickle`` module, whose ``loads``
+    runs an unrestricted pickle. Refused at the first name, before anything is built."""
+    marker, path = tmp_path / "CODE_RAN", tmp_path / "batch"
+    module_globals = Call(getattr, codecs.encode, "__globals__")  # pickled as _codecs.encode: allowed
+    loads = Call(getattr, Call(Call(getattr, module_globals, "get"), "pickle"), "loads")
+    payload = {b"data": np.zeros(2), b"x": Call(loads, pickle.dumps(ShellPayload(marker)))}
+    path.write_bytes(pickle.dumps(payload, protocol=protocol))
+    with pytest.raises(RefusedGlobal) as err:
+        load_plain_data(path)
+    assert _python3_name(err.value.name) == "builtins.getattr" and not marker.exists()
+
+
+ANY_CALLABLE = [eval, exec, compile, __import__, getattr, setattr, open, os.system, os.popen, subprocess.Popen,
+                importlib.import_module, pickle.loads, functools.partial, operator.attrgetter, operator.methodcaller,
+                copyreg._reconstructor, type, np.load, torch.load]
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("func", ANY_CALLABLE, ids=lambda f: f"{f.__module__}.{f.__qualname__}")
+def test_a_reduce_to_any_other_callable_is_refused(tmp_path, func, protocol):
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps([np.arange(3), Call(func, "touch CODE_RAN")], protocol=protocol))
+    with pytest.raises(RefusedGlobal) as err:
+        load_plain_data(path)
+    assert err.value.name.rpartition(".")[2] == func.__name__  # the module as pickled: _pickle or pickle, ...
+
+
+def _object_array(payload):
+    array = np.empty(2, dtype=object)
+    array[:] = [b"ok", payload]
+    return array
+
+
+NESTED = {
+    "deep in containers": lambda p: {b"data": [[(1, {b"k": [p]})]]},
+    "argument of an allowed callable": lambda p: Call(np.dtype, p),
+    "element of an object array": _object_array,
+    "state of an allowed object": lambda p: Call(bytes, Call(operator.itemgetter(0), [p])),
+}
+
+
+@pytest.mark.parametrize("where", NESTED)
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_a_global_nested_anywhere_is_refused_unbuilt(tmp_path, where, protocol):
+    marker, path = tmp_path / "CODE_RAN", tmp_path / "batch"
+    path.write_bytes(pickle.dumps(NESTED[where](ShellPayload(marker)), protocol=protocol))
+    with pytest.raises(RefusedGlobal):
+        load_plain_data(path)
+    assert not marker.exists()
+
+
+OPCODES = {"INST": b"(S'touch CODE_RAN'\nios\nsystem\n.",  # protocol 0's class call
+           "OBJ": b"(cos\nsystem\nS'touch CODE_RAN'\no.",
+           "STACK_GLOBAL": b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x0etouch CODE_RAN\x85R."}  # protocol 4+
+
+
+@pytest.mark.parametrize("opcodes", OPCODES.values(), ids=OPCODES)
+def test_every_opcode_that_names_a_global_is_checked(tmp_path, opcodes, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "batch").write_bytes(opcodes)
+    with pytest.raises(RefusedGlobal, match="os.system"):
+        load_plain_data(tmp_path / "batch")
+    assert not (tmp_path / "CODE_RAN").exists()
+
+
+def test_extension_codes_and_persistent_ids_are_refused(tmp_path):
+    """A name some library registered in copyreg's extension table goes through the same check; a
+    persistent id (what torch's own files use for storages) is not data and is refused too."""
+    marker, path = tmp_path / "CODE_RAN", tmp_path / "batch"
+    copyreg.add_extension(os.system.__module__, "system", 0x3E7)
+    try:
+        path.write_bytes(pickle.dumps(ShellPayload(marker), protocol=2))
+        assert b"system" not in path.read_bytes()  # EXT2: the file holds the code, not the name
+        with pytest.raises(RefusedGlobal, match="system"):
+            load_plain_data(path)
+    finally:
+        copyreg.remove_extension(os.system.__module__, "system", 0x3E7)
+    path.write_bytes(b"\x80\x02P0\n.")
+    with pytest.raises(pickle.UnpicklingError, match="persistent"):
+        load_plain_data(path)
+    assert not marker.exists()

@@ -19,6 +19,7 @@ import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Nam
 from mulclip_pl.checkpoint_io import SafeCheckpoints
 from mulclip_pl.data.records import DataError
 from mulclip_pl.eval.report import markdown_table, write_results
+from mulclip_pl.hparams import HyperParameterError
 from mulclip_pl.model.errors import ExportError, PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
@@ -28,7 +29,7 @@ from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
 TOOLS = {
-    "export": ("mulclip_pl.export", "export", "write a trained model for open_clip, transformers or as one weights file"),
+    "export": ("mulclip_pl.export", "export", "a trained model for open_clip, transformers, ONNX or as one weights file"),
     "explain": ("mulclip_pl.viz.attention", "explain", "draw per-sentence relevance maps over an image"),
     "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
     "prepare": ("mulclip_pl.data.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
@@ -43,7 +44,8 @@ SUBCOMMAND_HELP = {
 }
 PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs
 # Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
-USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError)
+USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError,
+               HyperParameterError)
 _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a note on our own (safe) saving
 
 

@@ -1,5 +1,6 @@
-"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights, or as a
-Hugging Face transformers CLIP folder (``--format hf``, see ``export_hf.py``)."""
+"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights, as a Hugging
+Face transformers CLIP folder (``--format hf``, see ``export_hf.py``), or as ONNX graphs
+(``--format onnx``, see ``export_onnx.py``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config,
 from mulclip_pl.model.errors import ExportError
 from mulclip_pl.trained import load_trained
 
-Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip"]
+Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip", "onnx"]
 FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
+FOLDER_FORMATS = ("open_clip", "hf", "onnx")
 
 
 def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: bool = False,
@@ -22,15 +24,19 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
 
     Args:
         ckpt: a Lightning checkpoint written by ``mulclip-pl fit``.
-        out: where to write: a folder for ``open_clip`` and ``hf``, a file for ``pt`` and ``safetensors``.
+        out: where to write: a folder for ``open_clip``, ``hf`` and ``onnx``, a file for ``pt``,
+            ``safetensors`` and ``longclip``.
         format: ``open_clip`` (a folder: ``open_clip.create_model_and_transforms('local-dir:OUT')``,
             also clip_benchmark's ``--model local-dir:OUT``); ``safetensors`` (tensors only: cannot
             run code when loaded) or ``pt`` (a file: ``pretrained=OUT, force_context_length=248``,
             or ``--model.pretrained OUT``); ``hf`` (a folder for transformers' ``CLIPModel`` /
             ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
             ``pip install 'mulclip-pl[hf]'``); ``longclip`` (a ``.pt`` file for Long-CLIP's
-            ``longclip.load``, see ``export_longclip.py``). Default: from the suffix of ``out`` (``.pt``,
-            ``.safetensors``, else ``open_clip``); a file format adds its suffix when OUT has none.
+            ``longclip.load``, see ``export_longclip.py``); ``onnx`` (a folder: ``image_encoder.onnx``,
+            ``text_encoder.onnx`` taking (N, 248) int64 ids, ``tokenizer.md``; both give the
+            unnormalised embeddings, see ``export_onnx.py``; needs ``pip install 'mulclip-pl[onnx]'``).
+            Default: from the suffix of ``out`` (``.pt``, ``.safetensors``, else ``open_clip``); a
+            file format adds its suffix when OUT has none.
         trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
             only for files you trust (e.g. to convert it once with ``--format safetensors``).
         results: a ``results.md`` / ``results.json`` of ``mulclip-pl test`` for the model card (default:
@@ -55,6 +61,13 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
             export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
         except ImportError as exc:  # transformers is an optional extra
             raise ExportError(str(exc)) from exc
+    elif fmt == "onnx":
+        from mulclip_pl.export_onnx import export_onnx_dir
+
+        try:
+            export_onnx_dir(clip, name, target, source=str(ckpt))
+        except ImportError as exc:  # onnx and onnxscript are an optional extra
+            raise ExportError(str(exc)) from exc
     elif fmt == "longclip":
         from mulclip_pl.export_longclip import write_longclip
 
@@ -77,10 +90,10 @@ def resolve_format(target: Path, format: str | None) -> tuple[Path, str]:
         return target, implied or "open_clip"
     if format == "longclip" and target.suffix in ("", ".pt"):  # Long-CLIP reads a torch .pt file
         return target.with_suffix(".pt"), format
-    if format not in ("open_clip", "pt", "safetensors", "hf"):
-        raise ExportError(f"export format must be open_clip, pt, safetensors, hf or longclip, got {format!r}"
+    if format not in FOLDER_FORMATS + tuple(FILE_FORMATS.values()):
+        raise ExportError(f"export format must be open_clip, pt, safetensors, hf, onnx or longclip, got {format!r}"
                           + (f" (longclip writes a .pt file, not {target.suffix})" if format == "longclip" else ""))
-    if format in ("open_clip", "hf") and implied:
+    if format in FOLDER_FORMATS and implied:
         raise ExportError(
             f"--format {format} writes a folder, but --out {target} ends in {target.suffix}; "
             f"pass a folder path, or --format {implied} for a single weights file"

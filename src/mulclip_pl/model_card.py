@@ -24,7 +24,7 @@ HIDDEN_HPARAMS = {"pretrained", "init_from", "trust_pickle", "cache_dir"}  # sho
 
 
 def card_path(target: Path, fmt: str) -> Path:
-    return target / "README.md" if fmt in ("open_clip", "hf") else target.with_name(f"{target.stem}.README.md")
+    return target / "README.md" if fmt in ("open_clip", "hf", "onnx") else target.with_name(f"{target.stem}.README.md")
 
 
 def write_model_card(target: Path, fmt: str, ckpt: str | Path, model_name: str, context_length: int,
@@ -39,7 +39,7 @@ def write_model_card(target: Path, fmt: str, ckpt: str | Path, model_name: str, 
                                 "written by `mulclip-pl test`)")
     base = hparams.get("init_from") or hparams.get("pretrained")
     kind = "a mulclip-pl checkpoint" if hparams.get("init_from") else "CLIP weights"
-    library = "transformers" if fmt == "hf" else "open_clip"
+    library = {"hf": "transformers", "onnx": "onnx"}.get(fmt, "open_clip")
     sections = [
         f"---\nlibrary_name: {library}\ntags: [clip, long-caption, mulclip]\n---",
         f"# MulCLIP fine-tune of {model_name}\n\nCLIP towers fine-tuned for long captions with MulCLIP "
@@ -107,6 +107,8 @@ def _results(results: Path | None) -> str:
 
 def _how_to_load(fmt: str, here: str, model_name: str, context: int) -> str:
     """A snippet for the export named ``here``, run from the folder that holds it."""
+    if fmt == "onnx":
+        return _how_to_load_onnx(here, model_name, context)
     if fmt == "open_clip":
         code = (f"import mulclip_pl\nmodel, preprocess, tokenizer = mulclip_pl.load('{here}')\n"
                 f"# or open_clip itself:\nimport open_clip\n"
@@ -125,6 +127,25 @@ def _how_to_load(fmt: str, here: str, model_name: str, context: int) -> str:
                 f"force_context_length={context})\ntokenizer = open_clip.get_tokenizer('{model_name}', "
                 f"context_length={context})")
     return f"From the folder that holds `{here}`:\n\n```python\n{code}\n```"
+
+
+def _how_to_load_onnx(here: str, model_name: str, context: int) -> str:
+    """The onnxruntime snippet, and what the two graphs take and give (``export_onnx.py``)."""
+    code = (f"import json\nimport onnxruntime as ort\nimport open_clip\nfrom PIL import Image\n"
+            f"text_encoder = ort.InferenceSession('{here}/text_encoder.onnx')\n"
+            f"image_encoder = ort.InferenceSession('{here}/image_encoder.onnx')\n"
+            f"tokenizer = open_clip.get_tokenizer('{model_name}', context_length={context})  # see tokenizer.md\n"
+            f"cfg = json.load(open('{here}/preprocessor_config.json'))\n"
+            f"preprocess = open_clip.image_transform(cfg['crop_size']['height'], is_train=False, "
+            f"mean=cfg['image_mean'], std=cfg['image_std'])\n"
+            f"text = text_encoder.run(None, {{'text': tokenizer(['a long caption ...']).numpy()}})[0]\n"
+            f"image = image_encoder.run(None, {{'image': preprocess(Image.new('RGB', (320, 240)))[None].numpy()}})[0]")
+    return (f"From the folder that holds `{here}`:\n\n```python\n{code}\n```\n\n"
+            f"Both graphs take any batch size N. `text_encoder.onnx` takes (N, {context}) int64 token ids (open_clip's "
+            f"BPE tokenizer at {context} positions, zero padded; its second dimension is fixed, so onnxruntime refuses "
+            "other lengths with a shape error) and finds the end token inside the graph (argmax of the ids), as CLIP "
+            "does. Both give unnormalised embeddings (N, d), equal to the model's `encode_image` / `encode_text`: "
+            "divide by their norms for cosine similarities.")
 
 
 def _version() -> str:

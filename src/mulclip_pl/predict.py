@@ -6,23 +6,40 @@
 classification sets). Embeddings are normalised fp32, the ones retrieval scores. Read it with
 ``datasets.Dataset.from_parquet`` or ``pandas.read_parquet``.
 
-Under DDP each rank embeds a share of the records; the shares are gathered on rank 0, repeated
-records (a distributed sampler pads the last batch) are dropped, and rank 0 writes the file.
+Each rank appends every batch's rows to its own part file (Arrow IPC, in ``.embeddings-parts/``
+next to the table) and holds none of them. After a barrier rank 0 merges the parts in data-set
+order, reading them memory-mapped and writing ``MERGE_CHUNK`` rows at a time: no process ever holds
+all the embeddings (10M captions x 768 fp32 are 30 GB). Records a distributed sampler repeats to
+pad the last batch are kept once. On several nodes the run's folder must be shared, as for checkpoints.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import datasets
 import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from mulclip_pl.eval.retrieval import first_occurrence
 
 FILE_NAME = "embeddings.parquet"
+PARTS_FOLDER = ".embeddings-parts"
+MERGE_CHUNK = 4096  # rows the merge reads and writes at a time (one parquet row group each)
+FEATURES = datasets.Features({
+    "dataset": datasets.Value("string"), "id": datasets.Value("string"),
+    "image_embedding": datasets.Sequence(datasets.Value("float32")),
+    "text_embeddings": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
+})
+# The table's schema (its metadata lets ``datasets`` read the features back) and a part's: which loader, which record.
+SCHEMA = FEATURES.arrow_schema
+PART_SCHEMA = pa.schema([pa.field("loader", pa.int32()), pa.field("index", pa.int64()), *SCHEMA])
 
 
 def output_dir(trainer: L.Trainer) -> Path:
@@ -32,74 +49,85 @@ def output_dir(trainer: L.Trainer) -> Path:
 
 
 class EmbeddingWriter(BasePredictionWriter):
-    """Collects each batch's embeddings on the CPU, then writes ``embeddings.parquet`` once (rank 0)."""
+    """Appends each batch's rows to this rank's part file; rank 0 merges the parts into ``embeddings.parquet``."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="batch")
-        self._parts: dict[int, list[dict[str, torch.Tensor]]] = {}
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
 
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
-        self._parts = {}
+        self._path = output_dir(trainer) / FILE_NAME  # on every rank: ``trainer.log_dir`` is a collective call
+        self._sets = _sets(trainer)
+        parts = self._path.parent / PARTS_FOLDER
+        parts.mkdir(parents=True, exist_ok=True)
+        self._writer = pa.ipc.new_file(str(part_path(parts, trainer.global_rank)), PART_SCHEMA)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
-        self._parts.setdefault(dataloader_idx, []).append({k: v.detach().cpu() for k, v in prediction.items()})
+        name, records = self._sets[dataloader_idx]
+        rows = table_rows(name, records, {k: v.detach().cpu() for k, v in prediction.items()})
+        self._writer.write_table(pa.Table.from_pylist([{"loader": dataloader_idx, **row} for row in rows],
+                                                      schema=PART_SCHEMA))
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
-        path = output_dir(trainer) / FILE_NAME  # on every rank: ``trainer.log_dir`` is a collective call
-        parts = _gather_on_rank_zero({i: _concat(p) for i, p in self._parts.items()})
-        self._parts = {}
+        self._writer.close()
+        self._writer = None
+        trainer.strategy.barrier("embedding parts written")
         if not trainer.is_global_zero:
             return
-        rows = [row for index, (name, records) in enumerate(_sets(trainer)) if index in parts
-                for row in table_rows(name, records, parts[index])]
-        write_table(rows, path)
-        print(f"embeddings of {len(rows)} records written to {path}")
+        parts = self._path.parent / PARTS_FOLDER
+        count = merge_parts([part_path(parts, rank) for rank in range(trainer.world_size)], self._path)
+        shutil.rmtree(parts)
+        print(f"embeddings of {count} records written to {self._path}")
+
+
+def part_path(folder: Path, rank: int) -> Path:
+    return folder / f"rank{rank:05d}.arrow"
 
 
 def table_rows(name: str, records: list, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-    """One row per record embedded, in data-set order; ``out`` may repeat records (DDP padding)."""
+    """One row per record of one batch, by index; ``out`` may repeat records (DDP padding)."""
     keep = first_occurrence(out["index"])  # sorted by index: the data set's order
     captions: dict[int, list[list[float]]] = {}
     if "text_emb" in out:
         first = first_occurrence(out["caption_index"])  # captions in data-set order
         for owner, embedding in zip(out["caption_image"][first].tolist(), out["text_emb"][first].tolist()):
             captions.setdefault(owner, []).append(embedding)
-    return [{"dataset": name, "id": str(records[i].id), "image_embedding": embedding,
+    return [{"index": i, "dataset": name, "id": str(records[i].id), "image_embedding": embedding,
              "text_embeddings": captions.get(i, [])}
             for i, embedding in zip(out["index"][keep].tolist(), out["image_emb"][keep].float().tolist())]
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> None:
-    """Parquet through ``datasets``, with fp32 columns (lists of Python floats would become fp64)."""
-    import datasets
-    import pyarrow.parquet as pq
-
-    features = datasets.Features({
-        "dataset": datasets.Value("string"), "id": datasets.Value("string"),
-        "image_embedding": datasets.Sequence(datasets.Value("float32")),
-        "text_embeddings": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-    })
-    columns = {name: [row[name] for row in rows] for name in features}
+def merge_parts(parts: list[Path], path: Path) -> int:
+    """The rows of every part file, in data-set order (loader, then index) and each record once,
+    written to the parquet table ``path`` ``MERGE_CHUNK`` rows at a time; returns the row count."""
+    tables = [_read_part(part) for part in parts]
+    loader = np.concatenate([table["loader"].to_numpy() for table in tables] or [np.zeros(0, np.int32)])
+    index = np.concatenate([table["index"].to_numpy() for table in tables] or [np.zeros(0, np.int64)])
+    source = np.repeat(np.arange(len(tables)), [table.num_rows for table in tables])
+    row = np.concatenate([np.arange(table.num_rows) for table in tables] or [np.zeros(0, np.int64)])
+    order = np.lexsort((index, loader))  # stable: of a repeated record, the lowest rank's copy comes first
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] = (loader[order][1:] == loader[order][:-1]) & (index[order][1:] == index[order][:-1])
+    order = order[~repeated]
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = datasets.Dataset.from_dict(columns, features=features).data.table  # keeps the features in its schema
-    pq.write_table(table, str(path))
+    with pq.ParquetWriter(str(path), SCHEMA) as writer:
+        for start in range(0, len(order), MERGE_CHUNK):
+            chunk = order[start:start + MERGE_CHUNK]
+            sources = np.unique(source[chunk])
+            pieces = [tables[s].take(row[chunk][source[chunk] == s]) for s in sources]
+            placed = np.concatenate([np.flatnonzero(source[chunk] == s) for s in sources])
+            rows = pa.concat_tables(pieces).take(np.argsort(placed))  # back in chunk order
+            writer.write_table(rows.select(SCHEMA.names).cast(SCHEMA))
+    return len(order)
 
 
-def _concat(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
-
-
-def _gather_on_rank_zero(mine: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, torch.Tensor]]:
-    """Every rank's outputs, per data set, concatenated on rank 0 (other ranks get their own back)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return mine
-    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(mine, gathered, dst=0)
-    if gathered is None:
-        return mine
-    sets = sorted({index for outputs in gathered for index in outputs})
-    return {index: _concat([outputs[index] for outputs in gathered if index in outputs]) for index in sets}
+def _read_part(part: Path) -> pa.Table:
+    """A part file, memory-mapped: its pages are read when a chunk takes rows from them."""
+    if not part.is_file():
+        raise FileNotFoundError(f"predict: {part} not found; rank 0 merges every rank's part from the run folder, so "
+                                "on several nodes put it on shared storage (--trainer.default_root_dir)")
+    return pa.ipc.open_file(pa.memory_map(str(part))).read_all()
 
 
 def _sets(trainer: L.Trainer) -> list[tuple[str, list]]:

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import datasets
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
 from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
 from mulclip_pl.data.sampling import ResumableShuffle
+from tests.helpers.gloo import run_on_ranks
+from tests.helpers.prepared import rewrite_shard
 
 BATCH, EPOCHS, ROWS = 2, 2, 12
 COMMON = dict(batch_size=BATCH, num_workers=0, image_size=32, max_sentences=2, bad_input="skip")
@@ -61,18 +61,14 @@ def _prepared(prepared12, root):
     shutil.copytree(prepared12, root)
     manifest = json.loads((root / MANIFEST).read_text())
     bad, first = _bad_rows(), 0
-    for shard in manifest["shards"]:
+    for k, shard in enumerate(manifest["shards"]):
         table = datasets.load_from_disk(str(root / shard["path"])).cast_column("image", datasets.Image(decode=False))
         rows = table.to_list()
         for i in range(len(rows)):
             if first + i in bad.values():
                 rows[i]["image"]["bytes"] = b"not an image"
         first += len(rows)
-        datasets.Dataset.from_list(rows, features=FEATURES).save_to_disk(str(root / "tmp"))
-        shutil.rmtree(root / shard["path"])
-        shutil.move(root / "tmp", root / shard["path"])
-        shard["files"] = [{"name": p.name, "bytes": p.stat().st_size} for p in (root / shard["path"]).glob("*.arrow")]
-    (root / MANIFEST).write_text(json.dumps(manifest))
+        rewrite_shard(root, k, datasets.Dataset.from_list(rows, features=FEATURES))
     return {"source": "prepared", "path": str(root), "bad": sorted(f"row {i}" for i in bad.values())}
 
 
@@ -85,8 +81,8 @@ def _module(spec: dict, streaming: bool):
     return Prepared(path=spec["path"], streaming=streaming, **COMMON)
 
 
-def _rank_main(rank: int, specs: list, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+def _rank_main(rank: int, specs: list) -> dict[str, list]:
+    """Per source and mode, per epoch, per batch on this rank: (size, distinct items, bad items it stands for)."""
     seen = {}
     for spec in specs:
         for streaming in ([False, True] if spec["source"] != "raw" else [False]):
@@ -98,38 +94,34 @@ def _rank_main(rank: int, specs: list, init_file: str, out: str) -> None:
                 dm._train_progress = lambda epoch=epoch: (epoch, 0)
                 loader = dm.train_dataloader()
                 loader.sampler.set_epoch(epoch) if hasattr(loader, "sampler") and not streaming else None
-                epochs.append([(len(b["index"]), [s.split(":")[0] for s in b["skipped"]]) for b in loader])
-            gathered = [None, None]
-            dist.all_gather_object(gathered, epochs)
-            seen[f"{spec['source']}-{'streaming' if streaming else 'map'}"] = gathered
-    if rank == 0:
-        with open(out, "w") as handle:
-            json.dump(seen, handle)
-    dist.destroy_process_group()
+                epochs.append([(len(b["index"]), len(set(b["index"].tolist())), [s.split(":")[0] for s in b["skipped"]])
+                               for b in loader])
+            seen[f"{spec['source']}-{'streaming' if streaming else 'map'}"] = epochs
+    return seen
 
 
 @pytest.fixture(scope="module")
 def seen(synth12, prepared12, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_ddp")
     specs = [_raw(synth12, root / "raw"), _table(synth12, root / "table"), _prepared(prepared12, root / "prepared")]
-    out = root / "seen.json"
-    mp.start_processes(_rank_main, args=(specs, str(root / "init"), str(out)), nprocs=2, join=True, start_method="fork")
-    return {name: (ranks, next(s["bad"] for s in specs if name.startswith(s["source"])))
-            for name, ranks in json.loads(out.read_text()).items()}
+    ranks = run_on_ranks(_rank_main, root / "ranks", specs)
+    return {name: ([rank[name] for rank in ranks], next(s["bad"] for s in specs if name.startswith(s["source"])))
+            for name in ranks[0]}
 
 
 @pytest.mark.parametrize("name", ["raw-map", "table-map", "table-streaming", "prepared-map", "prepared-streaming"])
 def test_bad_items_keep_every_rank_in_step(seen, name):
     ranks, bad = seen[name]
     for epoch in range(EPOCHS):
-        sizes = [[size for size, _ in rank[epoch]] for rank in ranks]
+        sizes = [[size for size, _, _ in rank[epoch]] for rank in ranks]
         assert sizes[0] == sizes[1] == [BATCH] * (ROWS // 2 // BATCH), (name, epoch)  # same steps, full batches
-        skipped = [item for rank in ranks for _, items in rank[epoch] for item in items]
+        assert all(distinct == size for rank in ranks for size, distinct, _ in rank[epoch]), (name, epoch)  # no twins
+        skipped = [item for rank in ranks for _, _, items in rank[epoch] for item in items]
         assert sorted(skipped) == bad, (name, epoch)  # each bad item counted once an epoch, none lost
 
 
 def test_bad_items_fall_on_both_ranks_and_fill_a_whole_batch(seen):
     ranks, bad = seen["raw-map"]
-    per_batch = [[items for _, items in rank[0]] for rank in ranks]
+    per_batch = [[items for _, _, items in rank[0]] for rank in ranks]
     assert len(per_batch[0][0]) == 1 and len(per_batch[1][0]) == 1  # one bad item on each rank
     assert len(per_batch[1][1]) == 2  # rank 1's second batch was all bad, and still full

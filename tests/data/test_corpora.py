@@ -1,5 +1,4 @@
 import json
-import os
 import pickle
 
 import numpy as np
@@ -16,6 +15,7 @@ from mulclip_pl.data.corpora.urban1k import read_urban1k
 from mulclip_pl.data.records import DataError, ProblemLog
 from tests.conftest import TEST_MODEL, write_image
 from tests.data import fixtures
+from tests.helpers.pickles import PAYLOADS, ShellPayload
 
 
 def test_docci(tmp_path):
@@ -110,20 +110,7 @@ def test_cifar_batches_of_the_python2_release_still_load(tmp_path):
     assert len(items) == 6 and names[9] == "truck" and items[5].label == 5 and items[0].pixels.dtype == np.uint8
 
 
-class _Shell:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-class _Open(_Shell):
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@pytest.mark.parametrize("payload,name", [(_Shell, f"{os.system.__module__}.system"), (_Open, "io.open")])
+@pytest.mark.parametrize("payload,name", PAYLOADS.values(), ids=PAYLOADS)
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_a_crafted_cifar_batch_is_refused_without_running(tmp_path, payload, name, protocol):
     fixtures.write_cifar10(tmp_path)
@@ -138,7 +125,7 @@ def test_a_crafted_cifar_batch_is_refused_without_running(tmp_path, payload, nam
 def test_a_crafted_cifar_batch_stops_the_cli_in_one_line(tmp_path):
     fixtures.write_cifar10(tmp_path)
     batch, marker = tmp_path / "cifar-10-batches-py" / "test_batch", tmp_path / "CODE_RAN"
-    batch.write_bytes(pickle.dumps({b"data": _Shell(marker), b"labels": []}, protocol=2))
+    batch.write_bytes(pickle.dumps({b"data": ShellPayload(marker), b"labels": []}, protocol=2))
     with pytest.raises(SystemExit) as stop:
         main(["test", "--model.model_name", TEST_MODEL, "--data", "CIFAR10", "--data.root", str(tmp_path),
               "--data.num_workers", "0", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

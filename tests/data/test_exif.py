@@ -10,35 +10,21 @@ import numpy as np
 import pytest
 import torch
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from PIL import ExifTags, Image
+from PIL import Image
 
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.data.datasets import load_image
 from mulclip_pl.data.fgovd_module import FGOVD
+from mulclip_pl.data.images import load_image
 from mulclip_pl.data.prepare import prepare
 from mulclip_pl.data.prepared import Prepared
 from mulclip_pl.data.shrink import shrink_images
 from mulclip_pl.eval import LongCLIPScore
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
+from tests.helpers.images import ORIENTATION, QUADRANTS, phone_photo
+from tests.helpers.images import looks_upright as quadrants_upright
 
-QUADRANTS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 220, 40)]  # TL, TR, BL, BR as a viewer shows them
-ORIENTATION = ExifTags.Base.Orientation
 MEAN, STD = (torch.tensor(v).view(3, 1, 1) for v in (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD))
-
-
-def phone_photo(path, size=(600, 400)):
-    """The picture above, stored turned a quarter left, with the tag that turns it back."""
-    width, height = size
-    picture = Image.new("RGB", size)
-    for k, colour in enumerate(QUADRANTS):
-        left, top = (k % 2) * width // 2, (k // 2) * height // 2
-        picture.paste(colour, (left, top, left + width // 2, top + height // 2))
-    exif = Image.Exif()
-    exif[ORIENTATION] = 6
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif.tobytes())
-    return path
 
 
 def pixels(image) -> np.ndarray:
@@ -52,12 +38,7 @@ def pixels(image) -> np.ndarray:
 
 def looks_upright(image) -> bool:
     """Landscape (or square, after a crop) with each quadrant's colour where a viewer shows it."""
-    values = pixels(image)
-    height, width = values.shape[:2]
-    centres = [(height // 4, width // 4), (height // 4, 3 * width // 4), (3 * height // 4, width // 4),
-               (3 * height // 4, 3 * width // 4)]
-    found = [values[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(0) for y, x in centres]
-    return width >= height and all(np.abs(f - c).max() < 40 for f, c in zip(found, QUADRANTS))
+    return quadrants_upright(pixels(image))
 
 
 @pytest.fixture

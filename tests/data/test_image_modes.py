@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mulclip_pl.data.datasets import load_image, to_rgb
+from mulclip_pl.data.images import load_image, to_rgb
 
 
 def loaded(tmp_path, image: Image.Image, name: str = "x.png") -> np.ndarray:

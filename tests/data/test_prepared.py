@@ -14,6 +14,7 @@ from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
 from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
 from mulclip_pl.data.records import DataError
+from tests.helpers.prepared import rewrite_shard
 
 FIELDS = ("index", "image", "long", "short", "sub", "sub_mask", "n_truncated")
 COMMON = dict(batch_size=4, num_workers=0, image_size=32, max_sentences=3)
@@ -101,17 +102,6 @@ def _copy(prepared, tmp_path):
     return tmp_path / "copy"
 
 
-def _rewrite_shard(root, k, table):
-    """Replace shard k with ``table`` and fix the manifest, as a differently built copy would look."""
-    manifest = json.loads((root / MANIFEST).read_text())
-    shard = manifest["shards"][k]
-    table.save_to_disk(str(root / "tmp"))
-    shutil.rmtree(root / shard["path"])
-    shutil.move(root / "tmp", root / shard["path"])
-    shard["files"] = [{"name": p.name, "bytes": p.stat().st_size} for p in (root / shard["path"]).glob("*.arrow")]
-    (root / MANIFEST).write_text(json.dumps(manifest))
-
-
 def test_truncated_or_corrupt_shard_is_refused(prepared12, tmp_path):
     root = _copy(prepared12, tmp_path)
     arrow = next((root / "shards" / "shard-00001").glob("*.arrow"))
@@ -126,7 +116,7 @@ def test_truncated_or_corrupt_shard_is_refused(prepared12, tmp_path):
 
 def test_missing_prepared_column_is_refused(prepared12, tmp_path):
     root = _copy(prepared12, tmp_path)
-    _rewrite_shard(root, 2, datasets.load_from_disk(str(root / "shards" / "shard-00002")).remove_columns("sentence_ids"))
+    rewrite_shard(root, 2, datasets.load_from_disk(str(root / "shards" / "shard-00002")).remove_columns("sentence_ids"))
     with pytest.raises(DataError, match=r"shard-00002: missing column\(s\) \['sentence_ids'\]; expected \[.*found"):
         _ready(Prepared(path=str(root), **COMMON))
 
@@ -148,7 +138,7 @@ def test_undecodable_prepared_image_is_skipped_and_counted_or_raised(prepared12,
     rows = rows.to_list()
     rows[1]["image"]["bytes"] = b"garbage"
     broken = datasets.Dataset.from_list(rows, features=FEATURES)
-    _rewrite_shard(root, 0, broken)
+    rewrite_shard(root, 0, broken)
     batches = list(_ready(Prepared(path=str(root), bad_input="skip", **COMMON)).train_dataloader())
     assert sum(b["n_skipped"] for b in batches) == 1 and [len(b["index"]) for b in batches] == [4] * 3  # a stand-in
     seen = [i for b in batches for i in b["index"].tolist()]

@@ -1,12 +1,9 @@
 """Two processes (gloo) read disjoint shares of prepared data whose union is the epoch, map-style and streaming."""
 
-import json
 from types import SimpleNamespace
 
-import torch.distributed as dist
-import torch.multiprocessing as mp
-
 from mulclip_pl.data import Prepared
+from tests.helpers.gloo import run_on_ranks
 
 
 def _epoch_indices(rank: int, prepared: str, streaming: bool, workers: int) -> list[int]:
@@ -17,29 +14,16 @@ def _epoch_indices(rank: int, prepared: str, streaming: bool, workers: int) -> l
     return [i for batch in dm.train_dataloader() for i in batch["index"].tolist()]
 
 
-def _rank_main(rank: int, prepared: str, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    seen = {}
-    for mode, streaming, workers in (("map", False, 0), ("streaming", True, 2)):
-        mine = _epoch_indices(rank, prepared, streaming, workers)
-        gathered = [None, None]
-        dist.all_gather_object(gathered, mine)  # what every rank saw, over gloo
-        seen[mode] = gathered
-    if rank == 0:
-        with open(out, "w") as handle:
-            json.dump(seen, handle)
-    dist.destroy_process_group()
+def _rank_main(rank: int, prepared: str) -> dict[str, list[int]]:
+    return {mode: _epoch_indices(rank, prepared, streaming, workers)
+            for mode, streaming, workers in (("map", False, 0), ("streaming", True, 2))}
 
 
 def test_two_ranks_see_disjoint_samples_whose_union_is_the_epoch(prepared12, tmp_path):
-    out = tmp_path / "seen.json"
-    # fork: the children reuse the imported modules (a spawned child spends most of its time importing)
-    mp.start_processes(_rank_main, args=(str(prepared12), str(tmp_path / "init"), str(out)), nprocs=2, join=True,
-                       start_method="fork")
-    seen = json.loads(out.read_text())
+    ranks = run_on_ranks(_rank_main, tmp_path / "ranks", str(prepared12))
     for mode in ("map", "streaming"):
-        rank0, rank1 = seen[mode]
+        rank0, rank1 = (seen[mode] for seen in ranks)
         assert len(rank0) == len(rank1) == 6, mode  # the same number of steps on both ranks
         assert set(rank0).isdisjoint(rank1), mode
         assert sorted(rank0 + rank1) == list(range(12)), mode
-    assert seen["map"] != seen["streaming"]
+    assert ranks[0]["map"] != ranks[0]["streaming"]

@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mulclip_pl.data import Prepared
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
-from tests.test_reliability import Crash, LossRecorder
+from tests.helpers.training import Crash, LossRecorder
 
 
 def _fit(prepared, root, recorder, streaming, workers, batch_size, ckpt_path=None):

@@ -3,7 +3,6 @@
 import json
 import sys
 
-import lightning as L
 import numpy as np
 import open_clip
 import pytest
@@ -12,8 +11,9 @@ from PIL import Image
 
 from mulclip_pl.cli import main
 from mulclip_pl.model.long_text import LongTextTokenizer
-from mulclip_pl.module import MulCLIP
+from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
+from tests.trained_fixtures import write_checkpoint
 
 pytest.importorskip("clip_benchmark")
 pytest.importorskip("pycocotools")
@@ -53,21 +53,9 @@ def write_both_formats(root):
     return annotations
 
 
-def write_checkpoint(path):
-    torch.manual_seed(0)
-    module = MulCLIP(model_name=TEST_MODEL, preset="global_only")
-    with torch.no_grad():
-        for param in module.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return module
-
-
 def test_clip_benchmark_recall_equals_mulclip_pl_test(tmp_path, monkeypatch):
     annotations = write_both_formats(tmp_path / "coco")
-    module = write_checkpoint(tmp_path / "model.ckpt")
+    module = load_trained(write_checkpoint(tmp_path / "model.ckpt"))
     _assert_no_ties(module, tmp_path / "coco")
 
     main(["test", "--model.model_name", TEST_MODEL, "--model.preset", "global_only", "--ckpt_path",

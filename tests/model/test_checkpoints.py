@@ -7,9 +7,11 @@ from safetensors.torch import save_file
 
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.checkpoints import (
-    PretrainedWeightsError, UnsafePickleError, build_clip, export_open_clip_dir, read_lightning_checkpoint,
+    PretrainedWeightsError, UnsafePickleError, build_clip, export_open_clip_dir, plain_open_clip_state,
+    read_lightning_checkpoint,
 )
 from tests.conftest import TEST_MODEL
+from tests.helpers.pickles import OpenPayload
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_loads_local_files_and_stretches(tmp_path, source, fmt, tokenizer):
 def test_exported_248_checkpoint_round_trips(tmp_path):
     torch.manual_seed(2)
     clip = build_clip(TEST_MODEL)
-    torch.save(clip.state_dict(), tmp_path / "long.pt")
+    torch.save(plain_open_clip_state(clip), tmp_path / "long.pt")  # what `mulclip-pl export --format pt` writes
     again = build_clip(TEST_MODEL, pretrained=str(tmp_path / "long.pt"))
     assert _same_weights(clip, again)
 
@@ -73,18 +75,10 @@ def test_corrupt_file_error(tmp_path):
     assert "weights_only" not in str(err.value)  # not torch's advice to load it unsafely
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))  # unpickling creates the marker: stands for any code
-
-
 @pytest.mark.parametrize("reader", ["pretrained", "lightning"])
 def test_crafted_pickle_is_refused_without_running(tmp_path, source, reader):
     marker, path = tmp_path / "CODE_RAN", tmp_path / "crafted.pt"
-    torch.save({"state_dict": source.state_dict(), "x": _Payload(marker)}, path)
+    torch.save({"state_dict": source.state_dict(), "x": OpenPayload(marker)}, path)
     with pytest.raises(UnsafePickleError, match=r"pickled io.open object.*--model.trust_pickle true.*safetensors"):
         if reader == "pretrained":
             build_clip(TEST_MODEL, pretrained=str(path))

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -137,3 +138,13 @@ def test_two_processes_with_duplicates_across_ranks_equal_one_process(tmp_path):
     torch.testing.assert_close(result["grad"], a.grad)
     plain = _loss(a, b, valid, None)  # the case depends on the masking: a mask lost on one rank would show
     assert abs(plain - loss) > 1e-3
+
+
+@pytest.mark.parametrize("position", [100, 150, 246])  # just past 100 shared tokens, further, the last before EOT
+def test_texts_equal_for_100_tokens_and_different_after_get_different_keys(position):
+    rows = torch.zeros(2, 248, dtype=torch.long)
+    rows[:, 0], rows[:, 1:247], rows[:, 247] = 49406, 320, 49407  # start, 246 words, end
+    rows[1, position] = 321  # one word changed
+    keys = text_keys(rows)
+    assert not torch.equal(keys[0], keys[1])
+    assert torch.equal(text_keys(rows[:1].clone()), keys[:1])  # and the same text still its own key

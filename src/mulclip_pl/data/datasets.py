@@ -1,27 +1,28 @@
 """Torch datasets that turn records into tensors, and their collate functions.
 
-Images are opened here, in the loader workers. Under the ``skip`` policy a bad item is never
-simply dropped from a training batch: every rank must keep its batch size, or the batch-level
-losses gather unequal sizes across processes (gloo aborts, NCCL can hang). So a training dataset
-serves a *replacement* in its place, chosen deterministically from (seed, epoch, index) so that a
-resumed run sees the same one, and the sample carries the bad items it stands for. Evaluation
-datasets return a ``Skipped`` marker that the collate function drops. Either way the collate
-function counts them in the batch (``n_skipped``, ``skipped``), from any worker.
+Images are opened here, in the loader workers (``images.load_image``). Under the ``skip`` policy a
+bad item is never simply dropped from a training batch: every rank must keep its batch size, or the
+batch-level losses gather unequal sizes across processes (gloo aborts, NCCL can hang). So a training
+dataset serves a *replacement* in its place, chosen deterministically from (seed, epoch, index) so
+that a resumed run sees the same one, never an item already in its batch (a twin would be its own
+false negative), and the sample carries the bad items it stands for. Evaluation datasets return a
+``Skipped`` marker that the collate function drops. Either way the collate function counts them in
+the batch (``n_skipped``, ``skipped``), from any worker.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import Compose, Normalize, PILToTensor
 
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption, tokenise_caption
+from mulclip_pl.data.images import load_image
 from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
 from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
 from mulclip_pl.model.long_text import LongTextTokenizer
@@ -41,81 +42,40 @@ class Skipped:
 MAX_REPLACEMENT_TRIES = 64  # bad items in a row before a training sample gives up (the data is mostly broken)
 
 
-def replace_bad_sample(bad: Skipped, index: int, seed: int, pool: Sequence[int], build: Callable[[int], object]) -> dict:
+def replace_bad_sample(bad: Skipped, index: int, seed: int, pool: Sequence[int], build: Callable[[int], object],
+                       batch: Collection[int] = ()) -> dict:
     """A good sample in place of item ``index`` (``bad``): drawn from ``pool`` by a generator
-    seeded with ``seed``, never an item already tried.
+    seeded with ``seed``, never an item already tried nor one of ``batch``.
 
-    ``build(i)`` returns a sample or a ``Skipped``. The draw depends only on ``seed`` and ``pool``,
-    so the same bad item gets the same stand-in in every run, worker layout and resume. The
-    stand-in carries ``skipped = [bad]``, to be counted and listed (a bad candidate met on the way
-    is counted when its own turn in the epoch comes, so each bad item counts once an epoch).
+    ``batch``: the items already in the stand-in's batch (its members and earlier stand-ins). A copy
+    of one of them would be a false negative of its own twin when identical texts are negatives.
+    ``build(i)`` returns a sample or a ``Skipped``. The draw depends only on ``seed``, ``pool`` and
+    ``batch`` (the sampler's, itself a function of seed and epoch), so the same bad item gets the
+    same stand-in in every run, worker layout and resume. The stand-in carries ``skipped = [bad]``,
+    to be counted and listed (a bad candidate met on the way is counted when its own turn in the
+    epoch comes, so each bad item counts once an epoch).
     """
     rng = random.Random(seed)
-    tried, last = {index}, bad
-    while len(tried) <= MAX_REPLACEMENT_TRIES and len(tried) < len(pool):
+    blocked = {index, *batch}
+    candidates = len(pool) - sum(1 for item in blocked if item in pool)  # range or short list: cheap tests
+    tried, last = 0, bad
+    while tried < min(MAX_REPLACEMENT_TRIES, candidates):
         other = pool[rng.randrange(len(pool))]
-        if other in tried:
+        if other in blocked:
             continue
-        tried.add(other)
+        blocked.add(other)
+        tried += 1
         sample = build(other)
         if not isinstance(sample, Skipped):
             sample["skipped"] = [bad]
             return sample
         last = sample
-    raise DataError(f"{len(tried)} training items in a row were bad (first: {bad}; last: {last}), no good one "
+    if tried == 0:
+        raise DataError(f"no item outside the batch of bad item {bad} is left to stand in for it ({len(pool)} "
+                        f"items to draw from, {len(blocked)} in the batch): lower --data.batch_size, or fix or "
+                        "remove the file")
+    raise DataError(f"{tried} training items in a row were bad (first: {bad}; last: {last}), no good one "
                     "left to stand in for them: check the files (data.bad_input=error stops at the first)")
-
-
-def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image:
-    """Open an image as RGB, upright; errors name the file, the record and the problem.
-
-    Upright: a phone photo stores its pixels as the sensor saw them and an EXIF Orientation tag
-    saying how to turn them; viewers apply it, so captions describe the turned picture
-    (``upright``).
-
-    ``min_side``: let the JPEG decoder work at 1/2, 1/4 or 1/8 scale while the shorter side stays
-    >= min_side (several times faster for large photos; pixels differ slightly from a full decode,
-    so it is used for training only, never for evaluation).
-    """
-    try:
-        with Image.open(path) as image:
-            if min_side:
-                scale = min(image.size) / min_side
-                image.draft("RGB", (max(1, round(image.size[0] / scale)), max(1, round(image.size[1] / scale))))
-            return to_rgb(upright(image))
-    except FileNotFoundError as exc:
-        raise DataError(f"missing image: {path} (record {record_id})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"unreadable image: {path} (record {record_id}): {exc}") from exc
-
-
-def upright(image: Image.Image) -> Image.Image:
-    """The image as a viewer shows it: its EXIF Orientation applied (the image itself without the tag)."""
-    if image.getexif().get(_EXIF_ORIENTATION, 1) in (0, 1):
-        return image  # nothing to turn: no copy
-    return ImageOps.exif_transpose(image)
-
-
-_EXIF_ORIENTATION = 0x0112
-
-
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PNG/TIFF 16-bit grey ("I": 32-bit int holding it)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB as a viewer would show it.
-
-    A bare ``convert("RGB")`` clips 16-bit grey to white and drops alpha onto whatever colour the
-    transparent pixels happen to store (often black), so: 16-bit values are scaled to 8 bits
-    (65535 -> 255) and transparent images are composited on white.
-    """
-    if image.mode in _SIXTEEN_BIT:
-        pixels = np.asarray(image).astype(np.float32)
-        image = Image.fromarray((np.clip(pixels, 0, 65535) / 257).round().astype(np.uint8))  # mode L
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 @dataclass
@@ -203,15 +163,28 @@ class PairDataset(_ImageItems):
         return hash((self.seed, epoch, index)) & 0xFFFF_FFFF_FFFF
 
     def __getitem__(self, key: int | tuple[int, int]):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        return self.or_replacement(self.sample(epoch, index), epoch, index, range(len(self)),
-                                   lambda other: self.sample(epoch, other))
+        return self.__getitems__([key])[0]
 
-    def or_replacement(self, sample, epoch: int, index: int, pool: Sequence[int], build: Callable[[int], object]):
-        """``sample``, or when it is bad a stand-in from ``pool`` (see ``replace_bad_sample``)."""
+    def __getitems__(self, keys: list) -> list:
+        """The samples of one batch (a DataLoader asks for whole batches through this method), bad
+        items replaced by stand-ins from outside the batch (``replace_bad_sample``'s ``batch``)."""
+        pairs = [key if isinstance(key, tuple) else (0, key) for key in keys]
+        taken = {index for _, index in pairs}
+        samples = []
+        for epoch, index in pairs:
+            sample = self.or_replacement(self.sample(epoch, index), epoch, index, range(len(self)),
+                                         lambda other, epoch=epoch: self.sample(epoch, other), taken)
+            taken.add(sample["index"])
+            samples.append(sample)
+        return samples
+
+    def or_replacement(self, sample, epoch: int, index: int, pool: Sequence[int], build: Callable[[int], object],
+                       batch: Collection[int] = ()):
+        """``sample``, or when it is bad a stand-in from ``pool``, none of ``batch`` (see ``replace_bad_sample``)."""
         if not isinstance(sample, Skipped):
             return sample
-        return replace_bad_sample(sample, index, self._sample_seed(epoch, index) ^ _REPLACEMENT_STREAM, pool, build)
+        return replace_bad_sample(sample, index, self._sample_seed(epoch, index) ^ _REPLACEMENT_STREAM, pool, build,
+                                  batch)
 
     def transform_image(self, image: Image.Image, epoch: int, index: int) -> torch.Tensor:
         # torchvision's random transforms draw from the CPU generator. It is seeded directly:

@@ -17,7 +17,8 @@ from pathlib import Path
 import datasets
 
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption
-from mulclip_pl.data.datasets import PairDataset, Skipped, load_image
+from mulclip_pl.data.datasets import PairDataset, Skipped
+from mulclip_pl.data.images import load_image
 from mulclip_pl.data.records import DataError, Record
 
 PREPARED_READ = ["id", "image", "caption_ids", "caption_tokens", "sentence_ids", "summary_ids"]

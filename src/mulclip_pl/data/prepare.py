@@ -23,11 +23,12 @@ from pathlib import Path
 
 import datasets
 import lightning as L
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from mulclip_pl.data.base import BaseDataModule
 from mulclip_pl.data.caption_tokens import tokenise_caption
+from mulclip_pl.data.images import decoding_cause, is_decoding_error
 from mulclip_pl.data.prepared_store import DONE, FEATURES, FORMAT, MANIFEST, shard_dir, write_json
 from mulclip_pl.data.records import BadInputPolicy, DataError, ProblemLog, Record
 from mulclip_pl.data.shrink import JPEG_QUALITY, _decode_smaller
@@ -176,8 +177,10 @@ def image_bytes(path: Path, min_side: int | None, record_id: str, problems: Prob
     except FileNotFoundError:
         problems.report(record_id, f"missing image: {path}")
         return None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        problems.report(record_id, f"unreadable image: {path}: {exc}")
+    except Exception as exc:
+        if not is_decoding_error(exc):
+            raise
+        problems.report(record_id, f"unreadable image: {path}: {decoding_cause(exc)}")
         return None
     buffer = BytesIO()
     small.save(buffer, format=image_format, **({"quality": JPEG_QUALITY} if image_format == "JPEG" else {}))

@@ -18,10 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from mulclip_pl.data.datasets import upright
+from mulclip_pl.data.images import is_decoding_error, upright
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 JPEG_QUALITY = 95
@@ -42,7 +42,9 @@ def shrink_image(source: Path, target: Path, min_side: int) -> str:
     """
     try:
         small, image_format = _decode_smaller(source, min_side)
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except Exception as exc:
+        if not is_decoding_error(exc):
+            raise
         _copy(source, target)
         return "unreadable"
     if small is None:

@@ -88,14 +88,19 @@ class StreamingPairs(IterableDataset):
             for start, stop in buffer_runs:
                 items.update(zip(range(start, stop), self.rows.read(start, stop)))
             pool = sorted(items)  # a bad row's stand-in comes from the rows in memory: this slot's share
-            for index in order[max(first, done):first + buffer_rows]:
-                yield self._sample(items, pool, int(index))
+            for position in range(max(first, done), min(first + buffer_rows, len(order))):
+                if position % self.batch_size == 0:  # batches are whole: `done` and every batch start here
+                    taken = set(order[position:position + self.batch_size].tolist())
+                sample = self._sample(items, pool, int(order[position]), taken)
+                taken.add(sample["index"])
+                yield sample
 
-    def _sample(self, items: dict, pool: list[int], index: int):
+    def _sample(self, items: dict, pool: list[int], index: int, batch: set[int]):
+        """Row ``index``, or a stand-in from ``pool`` that is not in its batch (``batch``: rows and stand-ins)."""
         def build(row: int):
             return self.pairs.sample(self.epoch, row, fetch=lambda: _raise_if_error(items[row]))
 
-        return self.pairs.or_replacement(build(index), self.epoch, index, pool, build)
+        return self.pairs.or_replacement(build(index), self.epoch, index, pool, build, batch)
 
 
 def _raise_if_error(item):

@@ -21,7 +21,7 @@ from PIL import Image
 from torch import nn
 from torchmetrics import Metric
 
-from mulclip_pl.data.datasets import load_image, upright
+from mulclip_pl.data.images import load_image, upright
 from mulclip_pl.model.long_text import LongTextTokenizer, OverflowPolicy
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]

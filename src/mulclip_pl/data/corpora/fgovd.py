@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image
 
 from mulclip_pl.data.corpora._io import has_fields, iter_jsonlines
+from mulclip_pl.data.images import decoding_cause, is_decoding_error
 from mulclip_pl.data.records import DataError, ProblemLog, require_root
 from mulclip_pl.data.text import clean_caption
 
@@ -125,8 +126,10 @@ def _image_size(path: Path) -> tuple[int, int] | str:
             width, height = image.size
             quarter_turn = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
             return (height, width) if quarter_turn else (width, height)
-    except (UnidentifiedImageError, OSError) as exc:
-        return f"unreadable image: {path}: {exc}"
+    except Exception as exc:
+        if not is_decoding_error(exc):
+            raise
+        return f"unreadable image: {path}: {decoding_cause(exc)}"
 
 
 def _inside(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:

@@ -1,0 +1,2 @@
+"""Test helpers shared by several test modules (never import from a ``test_*`` module): generated
+image files, pickle payloads, gloo process spawning."""

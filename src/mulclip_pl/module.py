@@ -19,9 +19,8 @@ from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
-from mulclip_pl.model.checkpoints import (
-    build_clip, match_one_element_shapes, one_element_optimizer_moments, read_lightning_checkpoint,
-)
+from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
+from mulclip_pl.model.one_element import match_one_element_shapes, one_element_optimizer_moments
 from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, PositionScheme
 from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce

@@ -251,27 +251,6 @@ def plain_open_clip_state(clip: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def match_one_element_shapes(module: nn.Module, state: dict, prefix: str, *args) -> None:
-    """Load-state-dict pre-hook: a 1-element entry (a temperature, a gain) takes the module's own
-    shape, so checkpoints written with 0-dim scalars (before FSDP support) and with 1-element ones
-    both load."""
-    own = {prefix + name: tensor for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
-    for key, value in list(state.items()):
-        mine = own.get(key)
-        if mine is not None and mine.numel() == 1 and torch.is_tensor(value) and value.numel() == 1:
-            state[key] = value.reshape(mine.shape)
-
-
-def one_element_optimizer_moments(checkpoint: dict) -> None:
-    """A run checkpointed with 0-dim scalars resumes with 1-element ones: their AdamW moments are
-    reshaped alike (no parameter is 0-dim any more; the 0-dim ``step`` counters stay)."""
-    for optimizer in checkpoint.get("optimizer_states", []):
-        for moments in optimizer.get("state", {}).values():
-            for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-                if torch.is_tensor(moments.get(name)) and moments[name].ndim == 0:
-                    moments[name] = moments[name].reshape(1)
-
-
 def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trust_pickle: bool = False):
     """The ``state_dict`` of a Lightning checkpoint written by ``mulclip-pl fit`` (and its
     ``hyper_parameters`` with ``with_hparams``).

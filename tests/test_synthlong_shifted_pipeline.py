@@ -31,6 +31,11 @@ def test_demo_test_config_scores_both_sets_and_report_merges_them(tmp_path, monk
     for name in ("synthlong", "synthlong_shifted"):
         assert {"i2t_R@1", "t2i_R@1", "hard_negative_acc"} <= set(results[name])
         assert all(list(results[f"{name}_{kind}"]) == ["hard_negative_acc"] for kind in KIND_ROWS)
+    for name in ("web_synthlong", "web_shifted"):  # stage 1's short captions, each domain's words and look
+        assert {"i2t_R@1", "t2i_R@1"} <= set(results[name]) and "hard_negative_acc" not in results[name]
+    # one row per set and view, each set's views right after it
+    assert list(results) == [f"{name}{view}" for name in ("synthlong", "synthlong_shifted")
+                             for view in ("", *(f"_{kind}" for kind in KIND_ROWS))] + ["web_synthlong", "web_shifted"]
 
     main(["test", "--config", "configs/synthlong/stage1.yaml", "--data", "SynthLongShifted",
           "--data.root", str(tmp_path / "mulclip_pl.data.SynthLongShifted"), "--data.image_px", "32",

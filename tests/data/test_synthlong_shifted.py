@@ -3,7 +3,6 @@
 import json
 import random
 import re
-from collections import Counter
 
 import pytest
 from PIL import Image
@@ -11,37 +10,13 @@ from PIL import Image
 from mulclip_pl.data import SynthLongShifted
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.data.synthlong_negatives import KINDS, negative
-from mulclip_pl.data.synthlong_scenes import COLOURS, ROWS, COLS, SHAPES, SIZES, TEXTURE_PHRASES, SceneObject
-from mulclip_pl.data.synthlong_shifted import (
-    COLOUR_WORDS, NUMBER_WORDS, PALETTE, PLURALS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS,
-)
-
-# Every word or phrase that names an object or a count, in either domain: what a template leaves open.
-TRAINING_ATTRIBUTE_WORDS = {*COLOURS, *SIZES, *TEXTURE_PHRASES.values(), *ROWS, *COLS, "center"}
-SLOT_WORDS = {*SHAPES, *PLURALS.values(), *TRAINING_ATTRIBUTE_WORDS, *COLOUR_WORDS.values(), *SIZE_WORDS.values(),
-              *TEXTURE_WORDS.values(), *POSITION_WORDS.values(), *NUMBER_WORDS}
-SLOT = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(SLOT_WORDS, key=len, reverse=True))) + r"|\d+)\b")
-
-
-def _sentences(text):
-    return re.split(r"(?<=\.)\s+", text.strip())
-
-
-def _words(text):
-    return Counter(word.strip(".,;") for word in text.split())
-
-
-def _template(sentence):
-    """A sentence with each object word, attribute phrase and count replaced by ``_``."""
-    return re.sub(r"_(?:\s+_)+", "_", SLOT.sub("_", sentence))
-
-
-def _texts(path):
-    """Every caption, summary and hard negative the generator wrote to ``path``."""
-    for row in map(json.loads, path.read_text().splitlines()):
-        yield from (row["caption"], row["summary"], row["negative"])
-        for negatives in row.get("negatives", {}).values():
-            yield from negatives
+from mulclip_pl.data.synthlong_scenes import COLOURS, SIZES, SceneObject
+from mulclip_pl.data.synthlong_shifted import PALETTE, POSITION_WORDS, SHIFTED
+from tests.data.synthlong_templates import TRAINING_ATTRIBUTE_WORDS
+from tests.data.synthlong_templates import sentences as _sentences
+from tests.data.synthlong_templates import template as _template
+from tests.data.synthlong_templates import texts as _texts
+from tests.data.synthlong_templates import words as _words
 
 
 @pytest.fixture(scope="module")

@@ -177,3 +177,61 @@ class _ClassSpec:
     name: str
     kind: str = "classification"
     class_names: tuple = ("cup", "bowl")
+
+
+@dataclass
+class _ViewedSpec(_Spec):
+    negative_views: dict | None = None
+
+
+def test_views_side_by_side_score_as_one_set_per_view_in_the_same_order():
+    """SynthLong's records carry every view's negatives in one row (``negative_views``): one pass
+    must give each view the accuracy, and the results the rows and order, of one set per view."""
+    encode = _order_sensitive_encoder(0)
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 400, (5, 7, 6), generator=generator)  # 5 images: a caption and 6 negatives each
+    tokens[..., -1] = 49407  # EOT
+    captions, negatives = tokens[:, 0], tokens[:, 1:]
+    images = F.normalize(encode(captions) + 0.9 * torch.randn(5, 16, generator=generator), dim=-1)
+    views = {"set": (0, 1), "set_a": (1, 2), "set_b": (2, 3), "set_top": (3, 6)}
+
+    def batch(negative_columns):
+        return {"image": images, "index": torch.arange(5), "captions": captions, "caption_index": torch.arange(5),
+                "caption_image": torch.arange(5), "negatives": negatives[:, negative_columns]}
+
+    class _Side:
+        def eval_sets(self, stage):
+            return [_Spec("other", hard_negatives=True), _ViewedSpec("set", hard_negatives=True, negative_views=views)]
+
+    class _Separate:
+        def eval_sets(self, stage):
+            return [_Spec("other", hard_negatives=True), *(_Spec(name, hard_negatives=True, recall=name == "set")
+                                                         for name in views)]
+
+    side, separate = Evaluator(), Evaluator()
+    side.prepare(_Side(), "test", encode, context_length=6, device=torch.device("cpu"))
+    separate.prepare(_Separate(), "test", encode, context_length=6, device=torch.device("cpu"))
+    side.update(batch(slice(0, 1)), 0, lambda x: x, encode)
+    side.update(batch(slice(0, 6)), 1, lambda x: x, encode)
+    separate.update(batch(slice(0, 1)), 0, lambda x: x, encode)
+    for k, (start, stop) in enumerate(views.values(), start=1):
+        separate.update(batch(slice(start, stop)), k, lambda x: x, encode)
+    expected = separate.compute()
+    assert len({v["hard_negative_acc"] for v in expected.values()}) > 1  # the views differ: not vacuous
+    results = side.compute()
+    assert list(results) == list(expected) and results == expected
+
+
+def test_texts_are_encoded_in_groups_of_similar_length_with_the_embeddings_of_one_call():
+    """Sorting by length trims padding; each row's embedding is what one call over all rows gives."""
+    tokenizer, encode = LongTextTokenizer(), _order_sensitive_encoder(0)
+    texts = tokenizer([("a red cup. " * n).strip() for n in (9, 1, 5, 1, 12, 3)])
+    calls = []
+
+    def recording(tokens):
+        calls.append(int(tokens.argmax(dim=-1).max()) + 1)  # what a causal text tower would encode
+        return encode(tokens)
+
+    cache = TextCache(group=2)
+    torch.testing.assert_close(cache.wrap(recording)(texts), encode(texts))
+    assert calls == sorted(calls) and len(calls) == 3  # 5 distinct texts, shortest first, 2 per call

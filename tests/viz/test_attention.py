@@ -76,11 +76,17 @@ def test_object_localization_averages_over_every_object_sentence(synth):
 def test_explain_writes_a_png(synth, tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "w.pt"
-    torch.save(MulCLIP(model_name=TEST_MODEL).backbone.clip.state_dict(), weights)
+    torch.save(_plain_weights(), weights)
     record = json.loads((synth / "val.jsonl").read_text().splitlines()[0])
     out = explain(ckpt=str(weights), image=str(synth / record["image"]), caption=record["caption"],
                   out=str(tmp_path / "fig.png"), model_name=TEST_MODEL)
     assert Image.open(out).size[0] > 300
+
+
+def _plain_weights():
+    """A tiny CLIP's open_clip weights with one position table: a file holding Long-CLIP's two tables
+    (``positional_embedding_res``) is refused as a QuickGELU Long-CLIP release."""
+    return MulCLIP(model_name=TEST_MODEL, position_scheme="single").backbone.clip.state_dict()
 
 
 def _fake_demo(root, seeds=(0, 1)):
@@ -108,7 +114,6 @@ def test_notebook_shows_every_map_and_prints_the_benchmarks_localization(tmp_pat
     monkeypatch.setenv("MULCLIP_DATA_DIR", str(data))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own default: inline, as for a reader
     notebook = nbformat.read("notebooks/attention_maps.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed clean
     NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 
     plotting = [cell for cell in notebook.cells if cell.cell_type == "code" and "plot_relevance(" in cell.source]
@@ -116,7 +121,10 @@ def test_notebook_shows_every_map_and_prints_the_benchmarks_localization(tmp_pat
     for cell in plotting:  # one figure per model (stage 1, MulCLIP), shown inline
         assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 2, cell.source
 
+    figure_cell = next(cell for cell in notebook.cells if "localization(model, test_records" in cell.source)
+    assert sum("image/png" in o.get("data", {}) for o in figure_cell.outputs) == 1  # the localisation figure
     printed = [line for c in notebook.cells for o in c.get("outputs", []) for line in o.get("text", "").splitlines()]
+    assert any(line.startswith("| stage 1 (short captions) |") for line in printed)  # its table, with intervals
     notebook_rows = [_numbers(line) for line in printed if "split (3 images): SAP mass in box" in line]
     runpy.run_path("benchmarks/localization.py", run_name="not_main")["main"](
         ["--demo", str(demo), "--data", str(data), "--split", "val"])
@@ -124,6 +132,24 @@ def test_notebook_shows_every_map_and_prints_the_benchmarks_localization(tmp_pat
     assert len(benchmark_rows) == 2 and all(len(row) == 4 for row in benchmark_rows)
     assert notebook_rows == benchmark_rows  # sap, cosine, chance, overlap of the same checkpoints on the same split
     assert benchmark_rows[0] != benchmark_rows[1]  # two different models: the comparison is not vacuous
+
+
+def test_committed_notebook_carries_its_maps_and_the_localization_figure():
+    """A reader on GitHub sees the figures without running anything (``make notebook`` refreshes them)."""
+    import nbformat
+
+    notebook = nbformat.read("notebooks/attention_maps.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.outputs for cell in code if "print(" in cell.source or "plt.show()" in cell.source)
+    for cell in code:
+        if "plot_relevance(" in cell.source or "localization(model, test_records" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source
+    printed = "".join(o.get("text", "") for cell in code for o in cell.outputs)
+    assert "untrained" not in printed  # executed with the demo's checkpoints
+    counted = re.search(r"\| model \((\d+) objects in (\d+) test images\)", printed)
+    assert counted and int(counted.group(1)) >= 200
+    for model in ("stage 1 (short captions)", "global only (Long-CLIP-style)", "MulCLIP"):
+        assert re.search(rf"\| {re.escape(model)} \| \d\.\d{{3}} \[\d\.\d{{3}}, \d\.\d{{3}}\]", printed), model
 
 
 def test_relevance_maps_record_the_crop_the_model_saw_of_a_wide_photo():
@@ -170,7 +196,7 @@ def test_plotting_never_switches_the_callers_backend(synth, tmp_path, monkeypatc
     monkeypatch.setattr(plt, "switch_backend", refuse)
     image = Image.new("RGB", (64, 64))
     plt.close(plot_relevance(image, _long_caption_explanation(64, 64)))
-    torch.save(MulCLIP(model_name=TEST_MODEL).backbone.clip.state_dict(), tmp_path / "w.pt")
+    torch.save(_plain_weights(), tmp_path / "w.pt")
     record = json.loads((synth / "val.jsonl").read_text().splitlines()[0])
     explain(ckpt=str(tmp_path / "w.pt"), image=str(synth / record["image"]), caption=record["caption"],
             out=str(tmp_path / "fig.png"), model_name=TEST_MODEL)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mulclip_pl.data.base import EvalSet
@@ -98,21 +98,23 @@ class SynthLong(GenericCaptions):
             same settings were already written there).
         image_px: side of the generated square images.
         generation_seed: seed of the scenes; another seed gives another data set.
-        negative_kinds: also score every hard-negative kind (one extra pass over the images each).
+        negative_kinds: also score every hard-negative kind (in the same pass over the images).
+        mixed_negatives: also score top-1 among 1 positive and 1, 5 or 10 mixed negatives (10 more
+            texts per image to encode, more than half of a test call's text work).
     """
 
     default_name = "synthlong"
     domain, splits = ORIGINAL.name, ("train", "val", "test")
 
     def __init__(self, root: str = "data/synthlong", image_px: int = 64, generation_seed: int = 0,
-                 negative_kinds: bool = True, **kwargs) -> None:
+                 negative_kinds: bool = True, mixed_negatives: bool = True, **kwargs) -> None:
         root_path = Path(root)
         files = {split: str(root_path / f"{split}.jsonl") if split in self.splits else None
                  for split in ("train", "val", "test")}
         # Keywords spelled out: the CLI then knows these arguments are set here, not by the user.
         super().__init__(train_file=files["train"], val_file=files["val"], test_file=files["test"], **kwargs)
         self.root, self.image_px, self.generation_seed = root_path, image_px, generation_seed
-        self.negative_kinds = negative_kinds
+        self.negative_kinds, self.mixed_negatives = negative_kinds, mixed_negatives
 
     def prepare_data(self) -> None:
         ensure_generated(self.root, self.image_px, self.generation_seed, self.domain)
@@ -122,20 +124,38 @@ class SynthLong(GenericCaptions):
         super().setup(stage)
 
     def build_eval_sets(self, split):
+        """One set whose records carry every view's negatives, scored in one pass (``ViewedEvalSet``).
+
+        Each kind used to be its own set: eleven passes over the same images, each tokenising and
+        encoding the positives again (most of a test call's time). Now each image is read, encoded
+        and tokenised once, with its negatives in one row: the one-attribute ``negative`` first,
+        then one per kind, then the 10 mixed ones (top-1 of N uses their first N)."""
         sets = super().build_eval_sets(split)
         if not sets or not self.negative_kinds:
             return sets
         records = sets[0].dataset.records
         by_id = {row["id"]: row["negatives"] for row in map(json.loads, Path(self.files[split]).read_text().splitlines())
                  if row.get("negatives")}
-        views = {f"{self.name}_{kind}": [by_id[r.id][kind] for r in records] for kind in KINDS}
-        views.update({f"{self.name}_top1_of_{n + 1}": [by_id[r.id]["mixed"][:n] for r in records] for n in MIXED_SIZES})
-        transform, tokenizer, policy = self.transform(train=False), self.tokenizer(warn=False), self._policy(split)
-        for name, negatives in views.items():
-            view = [replace(record, negatives=tuple(n)) for record, n in zip(records, negatives)]
-            sets.append(EvalSet(name, "retrieval", RetrievalDataset(view, transform, tokenizer, policy),
-                                hard_negatives=True, recall=False))
-        return sets
+        mixed = 1 + len(KINDS)  # the first column of the mixed negatives
+        rows = [(*r.negatives, *(by_id[r.id][kind][0] for kind in KINDS),
+                 *(by_id[r.id]["mixed"] if self.mixed_negatives else ())) for r in records]
+        views = {self.name: (0, 1), **{f"{self.name}_{kind}": (1 + k, 2 + k) for k, kind in enumerate(KINDS)}}
+        if self.mixed_negatives:
+            views.update({f"{self.name}_top1_of_{n + 1}": (mixed, mixed + n) for n in MIXED_SIZES})
+        dataset = RetrievalDataset([replace(r, negatives=row) for r, row in zip(records, rows)],
+                                   self.transform(train=False), self.tokenizer(warn=False), self._policy(split))
+        return [ViewedEvalSet(self.name, "retrieval", dataset, hard_negatives=True, negative_views=views)]
+
+
+@dataclass
+class ViewedEvalSet(EvalSet):
+    """A retrieval set whose records carry several views' hard negatives side by side.
+
+    ``negative_views``: view name -> (start, stop) columns of the records' ``negatives``; the
+    evaluator scores hard-negative accuracy of each view against those columns only, one row per
+    view in the results (the first view, the set's own name, also gets R@K)."""
+
+    negative_views: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class SynthLongShifted(SynthLong):
@@ -151,12 +171,13 @@ class SynthLongShifted(SynthLong):
         root: where the set is generated (and found again while the settings are the same).
         image_px: side of the generated square images (the trained model's SynthLong size).
         generation_seed: seed of the scenes (their streams differ from SynthLong's for any seed).
-        negative_kinds: also score every hard-negative kind (one extra pass over the images each).
+        negative_kinds: also score every hard-negative kind (in the same pass over the images).
+        mixed_negatives: also score top-1 among 1 positive and 1, 5 or 10 mixed negatives.
     """
 
     default_name = "synthlong_shifted"
     domain, splits = SHIFTED.name, ("test",)
 
     def __init__(self, root: str = "data/synthlong_shifted", image_px: int = 64, generation_seed: int = 0,
-                 negative_kinds: bool = True, **kwargs) -> None:
-        super().__init__(root, image_px, generation_seed, negative_kinds, **kwargs)
+                 negative_kinds: bool = True, mixed_negatives: bool = True, **kwargs) -> None:
+        super().__init__(root, image_px, generation_seed, negative_kinds, mixed_negatives, **kwargs)

@@ -7,9 +7,10 @@ hard-negative accuracy of each box against its positive and negative captions), 
 batch by batch and returns plain floats per set. The LightningModule only forwards batches and
 logs the result.
 
-Within one pass a text is encoded once: views of one set (SynthLong scores its images against ten
-kinds of hard negatives) repeat the same positive captions, and nested negative lists repeat
-negatives; their embeddings are looked up instead of recomputed (most of a SynthLong test's time).
+Within one pass a text is encoded once (``TextCache``), in batches of texts of similar length so
+that little padding is encoded. A set may carry several views of its hard negatives side by side
+(``negative_views``: SynthLong scores each image against ten kinds): the images and positives are
+then encoded once for all views, and each view is scored on its own columns of the negatives.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Evaluator(nn.Module):
         self.metrics = nn.ModuleDict()
         self.sets: list = []
         self.class_weights: dict[str, torch.Tensor] = {}
+        self.views: list[dict[str, tuple[int, int]]] = []  # per set: hard-negative view -> its columns
         self.text_cache = TextCache()
 
     def prepare(self, datamodule: Any, stage: str, encode_text: Encoder, context_length: int,
@@ -45,20 +47,29 @@ class Evaluator(nn.Module):
         """Fresh metrics for ``datamodule.eval_sets(stage)`` (none for a datamodule without any)."""
         self.metrics, self.text_cache = nn.ModuleDict(), TextCache()
         self.sets = list(datamodule.eval_sets(stage)) if hasattr(datamodule, "eval_sets") else []
+        self.views = [dict(getattr(spec, "negative_views", None) or {spec.name: (0, None)}) for spec in self.sets]
         tokenizer = LongTextTokenizer(context_length)
-        for spec in self.sets:
+        for spec, views in zip(self.sets, self.views):
             group = nn.ModuleDict()
             if spec.kind == "retrieval":
                 if spec.recall:
                     group["retrieval"] = RetrievalRecall(ties=self.ties)
                 if spec.hard_negatives:
                     group["hard_negatives"] = HardNegativeAccuracy()
+                    for view in list(views)[1:]:  # a group per further view: its own row in the results
+                        self.metrics[view] = nn.ModuleDict({"hard_negatives": HardNegativeAccuracy()}).to(device)
             elif spec.kind == "boxes":
                 group["hard_negatives"] = HardNegativeAccuracy()
             else:
                 self.class_weights[spec.name] = build_zeroshot_classifier(encode_text, tokenizer, spec.class_names, device)
                 group["zeroshot"] = ZeroShotAccuracy()
             self.metrics[spec.name] = group.to(device)
+        self.metrics = nn.ModuleDict(sorted(self.metrics.items(), key=lambda item: self._order(item[0])))
+
+    def _order(self, name: str) -> int:
+        """Rows in the order of the sets, each set's views after it (the order results are listed in)."""
+        names = [view for views in self.views for view in views]
+        return names.index(name) if name in names else len(names)
 
     def update(self, batch: dict[str, torch.Tensor], dataloader_idx: int, encode_image: Encoder,
                encode_text: Encoder, encode_patches: PatchEncoder | None = None) -> None:
@@ -79,8 +90,10 @@ class Evaluator(nn.Module):
         if "hard_negatives" in group:
             negatives = batch["negatives"]  # (B, N, L): altered copies of each image's first caption
             negative_emb = encode_text(negatives.flatten(0, 1)).view(*negatives.shape[:2], -1)
-            group["hard_negatives"].update(image_emb, text_emb[_first_caption(batch["caption_image"])],
-                                           negative_emb, batch["index"])
+            positive_emb = text_emb[_first_caption(batch["caption_image"])]
+            for view, (start, stop) in self.views[dataloader_idx].items():
+                self.metrics[view]["hard_negatives"].update(image_emb, positive_emb, negative_emb[:, start:stop],
+                                                            batch["index"])
 
     @staticmethod
     def _update_boxes(batch: dict[str, torch.Tensor], group: nn.ModuleDict, encode_image: Encoder,
@@ -109,18 +122,25 @@ class Evaluator(nn.Module):
 
 class TextCache:
     """Text embeddings of one evaluation pass, keyed by token ids (the model does not change within
-    a pass). ``wrap(encode)`` encodes only the rows it has not seen, in one call."""
+    a pass). ``wrap(encode)`` encodes only the rows it has not seen, sorted by length and in groups
+    of ``group`` rows: the text tower trims each call's padding to its longest row (exact: the mask
+    is causal), so a group of similar lengths encodes almost no padding. SynthLong's captions run
+    from about 40 to 170 tokens; encoded together, every one of them paid for the longest."""
 
-    def __init__(self) -> None:
+    def __init__(self, group: int = 256) -> None:
         self.embeddings: dict[bytes, torch.Tensor] = {}
+        self.group = group
 
     def wrap(self, encode: Encoder) -> Encoder:
         def cached(tokens: torch.Tensor) -> torch.Tensor:
             keys = [row.tobytes() for row in tokens.cpu().numpy()]
             missing = {key: i for i, key in enumerate(keys) if key not in self.embeddings}  # duplicates once
             if missing:
-                new = encode(tokens[list(missing.values())])
-                self.embeddings.update(zip(missing, new))
+                rows = torch.tensor(list(missing.values()), device=tokens.device)
+                order = rows[torch.argsort(tokens[rows].argmax(dim=-1), stable=True)]  # by EOT position: length
+                for start in range(0, len(order), self.group):
+                    chunk = order[start:start + self.group]
+                    self.embeddings.update(zip((keys[i] for i in chunk.tolist()), encode(tokens[chunk])))
             return torch.stack([self.embeddings[key] for key in keys])
         return cached
 

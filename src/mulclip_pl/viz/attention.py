@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mulclip_pl.data.datasets import load_image
+from mulclip_pl.data.images import load_image
 from mulclip_pl.data.text import SentenceSplitter
 from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.objectives.sap import patch_weights
@@ -114,16 +114,28 @@ def localization_scores(explanations: Iterable[Explanation], objects: list[list[
     their SAP maps; 1 = the same patches, 0 = disjoint). Low overlap with in-box mass at chance
     means sentences pick different patches, but not by where their object is.
     """
-    sums, count, overlaps = {"sap": 0.0, "cosine": 0.0, "chance": 0.0}, 0, []
+    shares = object_shares(explanations, objects)
+    count = max(1, sum(len(image["sap"]) for image in shares))
+    means = {key: sum(sum(image[key]) for image in shares) / count for key in ("sap", "cosine", "chance")}
+    overlaps = [value for image in shares for value in image["overlap"]]
+    return {**means, "overlap": sum(overlaps) / max(1, len(overlaps))}
+
+
+def object_shares(explanations: Iterable[Explanation], objects: list[list[dict]]) -> list[dict[str, list[float]]]:
+    """Per image, per object sentence: in-box share of its SAP map (``sap``) and positive cosine
+    (``cosine``), and ``chance`` (its box's share of the view); per image, the SAP ``overlap`` of
+    every pair of object sentences. What ``localization_scores`` averages, and what a confidence
+    interval resamples image by image (viz/localization.py)."""
+    out = []
     for explanation, image_objects in zip(explanations, objects, strict=True):
-        for index, obj in enumerate(image_objects, start=1):
-            box = tuple(obj["box"])
-            sums["sap"] += mass_in_box(explanation.sap[index], box, explanation.crop)
-            sums["cosine"] += mass_in_box(explanation.cosine[index], box, explanation.crop)
-            sums["chance"] += visible_share(box, explanation.crop)
-            count += 1
-        overlaps += pairwise_overlaps(explanation.sap[1:len(image_objects) + 1].flatten(1))
-    return {**{k: v / max(1, count) for k, v in sums.items()}, "overlap": sum(overlaps) / max(1, len(overlaps))}
+        boxes = [tuple(obj["box"]) for obj in image_objects]
+        out.append({
+            "sap": [mass_in_box(explanation.sap[j], box, explanation.crop) for j, box in enumerate(boxes, start=1)],
+            "cosine": [mass_in_box(explanation.cosine[j], box, explanation.crop) for j, box in enumerate(boxes, start=1)],
+            "chance": [visible_share(box, explanation.crop) for box in boxes],
+            "overlap": pairwise_overlaps(explanation.sap[1:len(boxes) + 1].flatten(1)),
+        })
+    return out
 
 
 def pairwise_overlaps(maps: torch.Tensor) -> list[float]:

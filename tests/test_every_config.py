@@ -10,9 +10,6 @@ the glob; one that needs a data set not written below fails with the path it mis
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from mulclip_pl.data import synthlong
 from tests.conftest import TEST_MODEL, write_image
 from tests.data.box_and_class_fixtures import coco_image, write_fgovd, write_imagenet
 from tests.data.fixtures import write_dci, write_karpathy, write_urban1k
+from tests.helpers.cli import run_cli
 from tests.eval.test_zeroshot_clip_benchmark import CIFAR10_RELEASE_NAMES, write_cifar
 from tests.trained_fixtures import write_checkpoint
 
@@ -87,7 +85,7 @@ def _kind(config: str) -> str:
 CPU_FIT = ["--model.model_name", TEST_MODEL, "--model.pretrained", "null", "--data.init_args.batch_size", "2",
            "--data.init_args.num_workers", "0", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
            "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
-           "--trainer.precision", "32-true", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+           "--trainer.precision", "32-true", "--trainer.accelerator", "cpu"]  # devices: 1 unless a strategy runs
 
 
 @pytest.fixture
@@ -113,7 +111,7 @@ def test_every_shipped_config_runs(world, config, small_synthlong):
     if config.endswith("stage2.yaml"):
         _ensure_stage1(root)
     args = [arg for c in configs for arg in ("--config", str(_local(c, root)))]
-    main(["fit", *args, *CPU_FIT])
+    main(["fit", *args, *CPU_FIT, "--trainer.devices", "1"])
     settings = yaml.safe_load(_local(configs[-1], root).read_text())
     written = Path(settings.get("checkpoint", {}).get("dirpath") or yaml.safe_load(
         _local(configs[0], root).read_text())["checkpoint"]["dirpath"]) / "last.ckpt"
@@ -122,7 +120,7 @@ def test_every_shipped_config_runs(world, config, small_synthlong):
 
 def _ensure_stage1(root: Path) -> None:
     if not (root / "runs" / "demo" / "stage1" / "last.ckpt").is_file():
-        main(["fit", "--config", str(_local("configs/synthlong/stage1.yaml", root)), *CPU_FIT])
+        main(["fit", "--config", str(_local("configs/synthlong/stage1.yaml", root)), *CPU_FIT, "--trainer.devices", "1"])
 
 
 def _run_strategy(config: str, root: Path) -> None:
@@ -132,12 +130,6 @@ def _run_strategy(config: str, root: Path) -> None:
     swap = (["--trainer.strategy.class_path", "tests.fsdp_cpu.CPUFSDPStrategy"]
             if isinstance(strategy, dict) and strategy["class_path"].endswith("FSDPStrategy") else [])
     out = root / "runs" / "strategy" / Path(config).stem
-    args = ["fit", "--config", str(_local(FIT_BASE, root)), "--config", str(_local(config, root)), *swap,
-            *[a if a != "1" or CPU_FIT[i - 1] != "--trainer.devices" else "2" for i, a in enumerate(CPU_FIT)],
-            "--trainer.default_root_dir", str(out), "--checkpoint.dirpath", str(out)]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
-    env.pop("MASTER_PORT", None)
-    done = subprocess.run([sys.executable, "-m", "mulclip_pl.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    run_cli(["fit", "--config", str(_local(FIT_BASE, root)), "--config", str(_local(config, root)), *swap, *CPU_FIT,
+             "--trainer.devices", "2", "--trainer.default_root_dir", str(out), "--checkpoint.dirpath", str(out)])
     assert (out / "last.ckpt").is_file()

@@ -5,9 +5,6 @@ same steps within fp32 noise, also after a resume from its own checkpoint, and t
 is read by ``mulclip_pl.load``, ``export`` and ``test``.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +14,7 @@ import mulclip_pl
 from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong import generate
 from tests.conftest import TEST_MODEL
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.cli import run_cli
 
 
 def _fit(root: Path, train_file: Path, strategy: list[str], steps: int, *extra: str) -> None:
@@ -29,11 +25,7 @@ def _fit(root: Path, train_file: Path, strategy: list[str], steps: int, *extra: 
             "--trainer.devices", "2", "--trainer.precision", "32-true", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.default_root_dir", str(root), "--checkpoint.dirpath", str(root / "ckpt"), *extra]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
-    env.pop("MASTER_PORT", None)
-    done = subprocess.run([sys.executable, "-m", "mulclip_pl.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_cli(args)
 
 
 FSDP = ["--config", "configs/strategies/fsdp.yaml", "--trainer.strategy.class_path", "tests.fsdp_cpu.CPUFSDPStrategy"]

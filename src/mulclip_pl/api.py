@@ -17,9 +17,9 @@ import open_clip
 import torch
 from torch import nn
 
-from mulclip_pl.model.checkpoints import build_clip, plain_open_clip_state, read_lightning_checkpoint
+from mulclip_pl.model.checkpoints import plain_clip, read_lightning_checkpoint
 from mulclip_pl.model.errors import PretrainedWeightsError
-from mulclip_pl.model.long_text import KEEP_POSITIONS, LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
+from mulclip_pl.model.long_text import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
 
 Transform = Callable[..., torch.Tensor]
 CONFIG_FILE = "open_clip_config.json"
@@ -68,10 +68,7 @@ def _from_checkpoint(path: Path, trust_pickle: bool) -> nn.Module:
     from mulclip_pl.trained import load_trained  # lazy: Lightning only when a checkpoint is read
 
     module = load_trained(path, trust_pickle=trust_pickle)
-    clip, hparams = module.backbone.clip, module.hparams
-    return build_clip(hparams.model_name, context_length=int(clip.context_length),
-                      keep_positions=getattr(clip, "keep_positions", KEEP_POSITIONS),
-                      state=plain_open_clip_state(clip), source=str(path), position_scheme="single")
+    return plain_clip(module.backbone.clip, module.hparams.model_name, source=str(path))
 
 
 def _transform(model: nn.Module, is_train: bool) -> Transform:

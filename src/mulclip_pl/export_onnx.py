@@ -8,7 +8,7 @@ fixed, so onnxruntime itself refuses ids of another length with a shape error (`
 below refuses them first, with a message that says what to do).
 
 What is exported is the *plain* open_clip model that ``mulclip_pl.load`` gives (one merged position
-table, ``plain_open_clip_state``), not the training-time object: the graph then does not depend on
+table, ``checkpoints.plain_clip``), not the training-time object: the graph then does not depend on
 how positions are held while training (Long-CLIP's two tables, or one). Each graph is open_clip's own
 ``encode_image`` / ``encode_text``: the text graph pools at ``argmax(ids)`` (EOT, 49407, is the
 largest id) as CLIP does, and both outputs are unnormalised, equal to ``MulCLIP.encode_image`` /
@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from mulclip_pl.export_hf import write_image_processor_config
-from mulclip_pl.model.checkpoints import build_clip, open_clip_config, plain_open_clip_state
-from mulclip_pl.model.long_text import KEEP_POSITIONS, LongTextTokenizer
+from mulclip_pl.model.checkpoints import open_clip_config, plain_clip
+from mulclip_pl.model.long_text import LongTextTokenizer
 
 IMAGE_FILE, TEXT_FILE, TOKENIZER_NOTE = "image_encoder.onnx", "text_encoder.onnx", "tokenizer.md"
 OPSET = 18
@@ -76,13 +76,6 @@ def export_onnx_dir(clip: nn.Module, model_name: str, out_dir: str | Path, sourc
     write_image_processor_config(out, open_clip_config(plain, model_name)["preprocess_cfg"])
     (out / TOKENIZER_NOTE).write_text(tokenizer_note(model_name, context), encoding="utf-8")
     return out
-
-
-def plain_clip(clip: nn.Module, model_name: str, source: str = "") -> nn.Module:
-    """``clip`` rebuilt as the plain open_clip model ``mulclip_pl.load`` gives: one merged position table."""
-    return build_clip(model_name, context_length=int(clip.context_length),
-                      keep_positions=getattr(clip, "keep_positions", KEEP_POSITIONS),
-                      state=plain_open_clip_state(clip), source=source, position_scheme="single").float().eval()
 
 
 def _export(tower: nn.Module, example: torch.Tensor, input_name: str, output_name: str, path: Path) -> None:

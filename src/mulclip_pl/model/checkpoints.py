@@ -242,6 +242,14 @@ def export_open_clip_dir(clip: nn.Module, model_name: str, out_dir: str | Path) 
     return out
 
 
+def plain_clip(clip: nn.Module, model_name: str, source: str = "") -> nn.Module:
+    """``clip`` rebuilt as plain open_clip's ``CLIP`` (one merged position table, 0-dim temperature),
+    in eval mode: what ``mulclip_pl.load`` returns and the ONNX export traces."""
+    return build_clip(model_name, context_length=int(clip.context_length),
+                      keep_positions=getattr(clip, "keep_positions", KEEP_POSITIONS),
+                      state=plain_open_clip_state(clip), source=source, position_scheme="single").float().eval()
+
+
 def plain_open_clip_state(clip: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict plain open_clip loads: Long-CLIP's two position tables merged into one
     ``positional_embedding`` (frozen rows < keep, trainable rows after), and open_clip's default

@@ -166,7 +166,9 @@ def _quick_gelu_evidence(path: Path, state: dict, openai_format: str | None) -> 
     ``open_clip_config.json`` beside it (as a hub download or an open_clip export leaves it)."""
     if openai_format:
         return f"OpenAI CLIP format: {openai_format}"
-    if RES_KEY in state:
+    if RES_KEY in state and state.get("logit_scale", torch.zeros(())).ndim == 0:
+        # Long-CLIP's second table; a mulclip-pl model's own towers have it too, but hold the
+        # temperature as 1 element (FSDP), where Long-CLIP (as OpenAI and open_clip) holds it 0-dim.
         return f"a Long-CLIP release ({RES_KEY}); Long-CLIP fine-tunes OpenAI's QuickGELU ViTs"
     config = path.parent / "open_clip_config.json"
     if config.is_file():

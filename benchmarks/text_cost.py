@@ -15,7 +15,7 @@ import torch
 from mulclip_pl.data.datasets import CaptionEncoder
 from mulclip_pl.data.records import Record
 from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 WORDS = ("red green large small wooden metal table chair window street car tree sky building person dog "
          "shadow light left right behind front near far old new bright dark").split()  # as dataloader.py's

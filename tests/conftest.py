@@ -16,7 +16,7 @@ TEST_MODEL = "mulclip-test"  # 32 px, patch 8 (16 patches), width 64, 2 layers, 
 
 @pytest.fixture
 def tokenizer():
-    from mulclip_pl.model.long_text import LongTextTokenizer
+    from mulclip_pl.tokenizer import LongTextTokenizer
 
     return LongTextTokenizer()
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import mulclip_pl
 from mulclip_pl.cli import main
-from mulclip_pl.model.errors import PretrainedWeightsError
+from mulclip_pl.errors import PretrainedWeightsError
 from tests.trained_fixtures import predict_args, write_captions, write_checkpoint
 
 

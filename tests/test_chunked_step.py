@@ -17,9 +17,9 @@ from open_clip.transformer import PatchDropout
 
 import mulclip_pl.module as module_file
 from mulclip_pl.chunked_step import _merge
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.sample_features import sample_features
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList, WeightWatcher
 

@@ -21,7 +21,8 @@ import mulclip_pl
 from mulclip_pl.cli import main
 from mulclip_pl.eval.clip_score import LongCLIPScore
 from mulclip_pl.model.checkpoints import build_clip
-from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY, LongTextTokenizer
+from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from mulclip_pl.viz.attention import relevance_maps
 from tests.test_export_longclip import longclip_encode_text

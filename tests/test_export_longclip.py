@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.export import ExportError, export
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from tests.trained_fixtures import CAPTIONS, LONGCLIP_MODEL, register_longclip_model, write_checkpoint
 

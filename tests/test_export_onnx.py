@@ -13,7 +13,8 @@ import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.export import ExportError, export
-from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY, LongTextTokenizer
+from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from tests.trained_fixtures import long_caption, write_checkpoint
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.sap import subcaption_patch_loss
 from mulclip_pl.objectives.wpr import word_patch_reconstruction_loss
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 
 WEIGHTS = dict(long_weight=0.7, short_weight=0.3, lambda_global=1.3, lambda_word=0.6, lambda_sub=1.7)

@@ -6,9 +6,9 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 import pytest
 import torch
 
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.objectives.sap import patch_weights
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList
 

@@ -17,7 +17,7 @@ def make_module(preset="full", seed=0, **kwargs) -> MulCLIP:
 
 @pytest.fixture(scope="module")
 def batch():
-    from mulclip_pl.model.long_text import LongTextTokenizer
+    from mulclip_pl.tokenizer import LongTextTokenizer
 
     return make_batch(8, LongTextTokenizer())
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.identical_texts import text_keys
 from mulclip_pl.objectives.sap import subcaption_patch_loss
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList
 

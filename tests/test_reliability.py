@@ -11,9 +11,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.synthlong import generate
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.errors import NonFiniteLossError
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.nonfinite import NonFiniteLossError
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList, Crash, LossRecorder, WeightWatcher

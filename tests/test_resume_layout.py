@@ -11,9 +11,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler
 
-from mulclip_pl.data.records import DataError
 from mulclip_pl.data.sampling import ResumableLoader, ResumableShuffle
 from mulclip_pl.data.streaming import StreamingLoader, StreamingPairs
+from mulclip_pl.errors import DataError
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
 

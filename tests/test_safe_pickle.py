@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from mulclip_pl.model.checkpoints import UnsafePickleError, build_clip, read_lightning_checkpoint
 from mulclip_pl.checkpoint_io import SafeCheckpointIO
+from mulclip_pl.errors import UnsafePickleError
+from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
 from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data, refusing_pickles, unsafe_object
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import PAYLOADS, Call, ShellPayload

@@ -17,9 +17,9 @@ import open_clip
 import torch
 from torch import nn
 
+from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.model.checkpoints import plain_clip, read_lightning_checkpoint
-from mulclip_pl.model.errors import PretrainedWeightsError
-from mulclip_pl.model.long_text import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
+from mulclip_pl.tokenizer import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
 
 Transform = Callable[..., torch.Tensor]
 CONFIG_FILE = "open_clip_config.json"

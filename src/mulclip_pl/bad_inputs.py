@@ -14,8 +14,8 @@ from pathlib import Path
 
 import lightning as L
 
+from mulclip_pl.distributed import gather_from_ranks
 from mulclip_pl.predict import output_dir
-from mulclip_pl.ranks import gather_from_ranks
 
 log = logging.getLogger(__name__)
 LIST_FILE = "bad_inputs.tsv"

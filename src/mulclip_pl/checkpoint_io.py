@@ -27,7 +27,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback
 import torch
 
-from mulclip_pl.model.errors import PretrainedWeightsError
+from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
 
 

@@ -17,11 +17,10 @@ from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
 from mulclip_pl.checkpoint_io import SafeCheckpoints
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import (
+    CaptionTooLongError, DataError, ExportError, HyperParameterError, PretrainedWeightsError, UnsafePickleError,
+)
 from mulclip_pl.eval.report import markdown_table, write_results
-from mulclip_pl.hparams import HyperParameterError
-from mulclip_pl.model.errors import ExportError, PretrainedWeightsError, UnsafePickleError
-from mulclip_pl.model.long_text import CaptionTooLongError
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.predict import EmbeddingWriter, output_dir
 from mulclip_pl.preemption import Preemption

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mulclip_pl.model.errors import ExportError
+from mulclip_pl.errors import ExportError
 from mulclip_pl.model.long_text import RES_KEY
 
 LONGCLIP_CONTEXT, LONGCLIP_KEEP, LONGCLIP_HEAD_WIDTH = 248, 20, 64

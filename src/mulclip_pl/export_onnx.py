@@ -30,7 +30,7 @@ from torch import nn
 
 from mulclip_pl.export_hf import write_image_processor_config
 from mulclip_pl.model.checkpoints import open_clip_config, plain_clip
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 IMAGE_FILE, TEXT_FILE, TOKENIZER_NOTE = "image_encoder.onnx", "text_encoder.onnx", "tokenizer.md"
 OPSET = 18
@@ -110,7 +110,7 @@ import open_clip
 tokenizer = open_clip.get_tokenizer('{model_name}', context_length={context})
 ids = tokenizer(['a long caption ...']).numpy()  # (N, {context}) int64
 # or, with mulclip-pl installed (counts or refuses over-long texts, and checks the length):
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 ids = LongTextTokenizer({context}, overflow='error')(['a long caption ...']).numpy()
 from mulclip_pl.export_onnx import OnnxTextEncoder
 embedding = OnnxTextEncoder('{TEXT_FILE}')(ids)  # (N, d), not normalised

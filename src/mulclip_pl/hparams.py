@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mulclip_pl.model.long_text import CLIP_CONTEXT
-
-
-class HyperParameterError(ValueError):
-    """A model argument out of its range: the CLI prints it as one line, without a traceback."""
+from mulclip_pl.errors import HyperParameterError
+from mulclip_pl.tokenizer import CLIP_CONTEXT
 
 
 def validate_hparams(hp: Any) -> None:

@@ -11,11 +11,9 @@ from typing import Any
 
 import torch
 
+from mulclip_pl.errors import NonFiniteLossError
+
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps produced a NaN/inf loss."""
 
 
 class NonFiniteGuard:

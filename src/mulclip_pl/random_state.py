@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mulclip_pl.ranks import gather_from_ranks
+from mulclip_pl.distributed import gather_from_ranks
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mulclip_pl.model.errors import UnsafePickleError
+from mulclip_pl.errors import UnsafePickleError
 
 try:
     from numpy._core import multiarray, numeric

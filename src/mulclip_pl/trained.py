@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mulclip_pl.model.checkpoints import PretrainedWeightsError, read_lightning_checkpoint
+from mulclip_pl.errors import PretrainedWeightsError
+from mulclip_pl.model.checkpoints import read_lightning_checkpoint
 from mulclip_pl.module import MulCLIP
 
 

@@ -8,7 +8,7 @@ import torch
 
 from mulclip_pl.data import DOCCI, GenericCaptions, HFCaptions, Urban1K
 from mulclip_pl.data.datasets import Skipped, collate, replace_bad_sample
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 from tests.data import fixtures
 
 

@@ -10,7 +10,7 @@ from mulclip_pl.data.datasets import CaptionEncoder
 from mulclip_pl.data.records import ProblemLog, Record
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.data.text import SentenceSplitter, select_sentences, summary_for
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.data import fixtures
 
 

@@ -12,7 +12,8 @@ from mulclip_pl.data.corpora.generic import read_generic
 from mulclip_pl.data.corpora.karpathy import read_karpathy
 from mulclip_pl.data.corpora.sharegpt4v import read_sharegpt4v
 from mulclip_pl.data.corpora.urban1k import read_urban1k
-from mulclip_pl.data.records import DataError, ProblemLog
+from mulclip_pl.data.records import ProblemLog
+from mulclip_pl.errors import DataError
 from tests.conftest import TEST_MODEL, write_image
 from tests.data import fixtures
 from tests.helpers.pickles import PAYLOADS, ShellPayload

@@ -53,7 +53,7 @@ def test_eval_captions_cut_by_the_context_are_counted_once_per_split(caplog):
 
     from mulclip_pl.data import GenericCaptions
     from mulclip_pl.data.records import Record
-    from mulclip_pl.model.long_text import LongTextTokenizer
+    from mulclip_pl.tokenizer import LongTextTokenizer
 
     tokenizer = LongTextTokenizer(context_length=6)  # start + 4 words + end fit exactly
     records = [Record("a", Path("a.png"), "one two three four"), Record("b", Path("b.png"), "one two three four five",

@@ -12,7 +12,7 @@ from PIL import Image
 from mulclip_pl.data.datasets import CaptionEncoder, PairDataset
 from mulclip_pl.data.records import Record
 from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 EPOCHS = range(4)
 

@@ -6,7 +6,8 @@ import torch
 from mulclip_pl.data import FGOVD
 from mulclip_pl.data.corpora.fgovd import read_fgovd, split_file
 from mulclip_pl.data.fgovd_module import crop_rectangle
-from mulclip_pl.data.records import DataError, ProblemLog
+from mulclip_pl.data.records import ProblemLog
+from mulclip_pl.errors import DataError
 from tests.data.box_and_class_fixtures import BLUE, RED, fgovd_row, write_fgovd
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]

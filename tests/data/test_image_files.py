@@ -15,8 +15,9 @@ from PIL import Image
 from mulclip_pl.cli import main
 from mulclip_pl.data.images import load_image
 from mulclip_pl.data.prepare import image_bytes
-from mulclip_pl.data.records import DataError, ProblemLog
+from mulclip_pl.data.records import ProblemLog
 from mulclip_pl.data.shrink import shrink_image
+from mulclip_pl.errors import DataError
 from tests.callbacks import SeenIndices
 from tests.conftest import TEST_MODEL
 from tests.helpers.images import broken_images, jpeg_with_bad_exif, looks_upright, odd_images

@@ -7,7 +7,7 @@ from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from mulclip_pl.data import ImageNet, ImageNetO, ImageNetV2
 from mulclip_pl.data.corpora.classification import imagenet_wnids, read_imagenet
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 from tests.conftest import write_image
 from tests.data.box_and_class_fixtures import write_imagenet
 

@@ -13,8 +13,8 @@ from mulclip_pl.data import prepare as prepare_module
 from mulclip_pl.data.prepare import prepare
 from mulclip_pl.data.prepared import Prepared
 from mulclip_pl.data.prepared_store import open_prepared
-from mulclip_pl.data.records import DataError
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.errors import DataError
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 
 def _with_bad_items(synth, tmp_path):

@@ -13,7 +13,7 @@ import torch
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
 from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 from tests.helpers.prepared import rewrite_shard
 
 FIELDS = ("index", "image", "long", "short", "sub", "sub_mask", "n_truncated")

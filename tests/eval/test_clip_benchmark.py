@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mulclip_pl.cli import main
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 from tests.trained_fixtures import write_checkpoint

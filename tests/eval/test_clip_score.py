@@ -12,8 +12,8 @@ from torch import nn
 
 from mulclip_pl.eval import LongCLIPScore
 from mulclip_pl.model.checkpoints import export_open_clip_dir
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL
 
 LONG = "Two dogs play in the park near a red bench. " * 8  # ~90 tokens: past CLIP's 77

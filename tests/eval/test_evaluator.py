@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.eval.evaluator import Evaluator, TextCache
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 E = torch.eye(4)
 # Token id k encodes to row k. Each image's second caption (rows 1, 3) prefers another image.

@@ -13,7 +13,7 @@ from mulclip_pl.data.corpora.karpathy import read_karpathy
 from mulclip_pl.data.datasets import RetrievalDataset, collate
 from mulclip_pl.data.records import ProblemLog
 from mulclip_pl.eval.retrieval import RetrievalRecall, recall_at_k
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 E = torch.eye(256)
 DOG = F.normalize(E[0] + E[1], dim=0)  # "a dog on a sofa.", a caption of image 0 and of image 1

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from mulclip_pl.eval.evaluator import Evaluator
 from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 
 def test_label_outside_the_top_k_is_a_miss():

@@ -13,7 +13,7 @@ from mulclip_pl.cli import main
 from mulclip_pl.data.corpora.classification import read_cifar
 from mulclip_pl.eval.zeroshot import build_zeroshot_classifier
 from mulclip_pl.eval.zeroshot_metadata import CIFAR100_CLASSNAMES, templates_for
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 from tests.trained_fixtures import write_checkpoint

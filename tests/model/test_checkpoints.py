@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mulclip_pl.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.checkpoints import (
-    PretrainedWeightsError, UnsafePickleError, build_clip, export_open_clip_dir, plain_open_clip_state,
-    read_lightning_checkpoint,
+    build_clip, export_open_clip_dir, plain_open_clip_state, read_lightning_checkpoint,
 )
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import OpenPayload

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from mulclip_pl.model.long_text import CaptionTooLongError, LongTextTokenizer, stretch_positional_embedding
+from mulclip_pl.errors import CaptionTooLongError
+from mulclip_pl.model.long_text import stretch_positional_embedding
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 
 def longclip_reference(pos: torch.Tensor, keep: int = 20) -> torch.Tensor:

@@ -184,7 +184,7 @@ def test_no_function_in_the_package_has_another_default_for_a_documented_flag():
             if parameter.default is not None and parameter.default != expected[flag]:
                 wrong.append(f"{where}({name}={parameter.default!r}): METHOD.md says {expected[flag]!r}")
     assert {f"mulclip_pl.{name}" for name in (
-        "model.long_text.LongTextTokenizer", "model.long_text.stretch_positional_embedding",
+        "tokenizer.LongTextTokenizer", "model.long_text.stretch_positional_embedding",
         "model.long_text.extend_text_context", "model.checkpoints.build_clip", "model.calibration.TokenCalibration",
         "objectives.sap.subcaption_patch_loss", "objectives.wpr.word_patch_reconstruction_loss",
         "data.datasets.CaptionEncoder", "data.caption_tokens.CaptionFields", "data.base.BaseDataModule",

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.data.caption_tokens import CaptionFields, tokenise_caption
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.model.sentence_features import span_sentence_features
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL
 
 SENTENCES = ["A red cup stands on the left.", "The blue pen next to it is long and thin.", "A green book lies open.",

@@ -24,12 +24,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mulclip_pl.data.datasets import CaptionEncoder, PairDataset, RetrievalDataset, collate, uint8_pixels
-from mulclip_pl.data.records import (
-    BadInputPolicy, DataError, ProblemLog, Record, report_duplicates, report_overlap,
-)
+from mulclip_pl.data.records import BadInputPolicy, ProblemLog, Record, report_duplicates, report_overlap
 from mulclip_pl.data.sampling import ResumableLoader
 from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
-from mulclip_pl.model.long_text import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
+from mulclip_pl.errors import DataError
+from mulclip_pl.tokenizer import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
 
 log = logging.getLogger(__name__)
 Stage = Literal["train", "val", "test"]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from mulclip_pl.data.text import SentenceSelection, SummarySource, clean_caption, select_sentences
-from mulclip_pl.model.long_text import CaptionTooLongError, LongTextTokenizer, OverflowPolicy, pad_ids
+from mulclip_pl.errors import CaptionTooLongError
+from mulclip_pl.tokenizer import LongTextTokenizer, OverflowPolicy, pad_ids
 
 
 @dataclass(frozen=True)

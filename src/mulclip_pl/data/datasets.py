@@ -23,9 +23,10 @@ from torchvision.transforms import Compose, Normalize, PILToTensor
 
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption, tokenise_caption
 from mulclip_pl.data.images import load_image
-from mulclip_pl.data.records import BadInputPolicy, DataError, LabeledImage, Record
+from mulclip_pl.data.records import BadInputPolicy, LabeledImage, Record
 from mulclip_pl.data.text import SentenceSelection, SentenceSplitter, SummarySource
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.errors import DataError
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 Transform = Callable[[Image.Image], torch.Tensor]
 

@@ -20,8 +20,9 @@ from PIL import Image
 from mulclip_pl.data.base import BaseDataModule, EvalSet
 from mulclip_pl.data.corpora.fgovd import NUM_NEGATIVES, BoxRecord, FGOVDSplit, read_fgovd, split_file
 from mulclip_pl.data.datasets import Transform, _ImageItems
-from mulclip_pl.data.records import BadInputPolicy, DataError, ProblemLog
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.data.records import BadInputPolicy, ProblemLog
+from mulclip_pl.errors import DataError
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 BoxFeatures = Literal["crop", "roi"]
 

@@ -19,7 +19,8 @@ import datasets
 from mulclip_pl.data.caption_tokens import CaptionFields, TokenisedCaption
 from mulclip_pl.data.datasets import PairDataset, Skipped
 from mulclip_pl.data.images import load_image
-from mulclip_pl.data.records import DataError, Record
+from mulclip_pl.data.records import Record
+from mulclip_pl.errors import DataError
 
 PREPARED_READ = ["id", "image", "caption_ids", "caption_tokens", "sentence_ids", "summary_ids"]
 

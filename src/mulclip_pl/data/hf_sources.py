@@ -17,8 +17,8 @@ import datasets
 import pyarrow.parquet as pq
 
 from mulclip_pl.data.hf_rows import RowItems
-from mulclip_pl.data.records import DataError
 from mulclip_pl.data.streaming import ItemRuns
+from mulclip_pl.errors import DataError
 
 Format = Literal["arrow", "parquet", "webdataset"]
 _SUFFIX = {"arrow": ".arrow", "parquet": ".parquet", "webdataset": ".tar"}

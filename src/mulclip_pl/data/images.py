@@ -15,7 +15,7 @@ from types import TracebackType
 import numpy as np
 from PIL import Image, ImageOps
 
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 
 
 def load_image(path, record_id: str, min_side: int | None = None) -> Image.Image:

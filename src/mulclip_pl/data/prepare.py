@@ -30,10 +30,11 @@ from mulclip_pl.data.base import BaseDataModule
 from mulclip_pl.data.caption_tokens import tokenise_caption
 from mulclip_pl.data.images import decoding_cause, is_decoding_error
 from mulclip_pl.data.prepared_store import DONE, FEATURES, FORMAT, MANIFEST, shard_dir, write_json
-from mulclip_pl.data.records import BadInputPolicy, DataError, ProblemLog, Record
+from mulclip_pl.data.records import BadInputPolicy, ProblemLog, Record
 from mulclip_pl.data.shrink import JPEG_QUALITY, _decode_smaller
 from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.errors import DataError
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 
 @dataclass(frozen=True)

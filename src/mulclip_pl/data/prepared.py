@@ -21,9 +21,9 @@ from mulclip_pl.data.datasets import CaptionEncoder, collate
 from mulclip_pl.data.hf_rows import PREPARED_READ, ColumnItem, PreparedText, RowItems, RowPairs, prepared_item
 from mulclip_pl.data.hf_sources import Format, TableSource, open_user_rows
 from mulclip_pl.data.prepared_store import check_tokens, open_shard, read_manifest
-from mulclip_pl.data.records import DataError
 from mulclip_pl.data.streaming import ItemRuns, StreamingLoader, StreamingPairs
 from mulclip_pl.data.text import SentenceSplitter
+from mulclip_pl.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import datasets
 from datasets import Features, List, Value
 
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 
 MANIFEST = "manifest.json"
 DONE = "done.json"

@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mulclip_pl.errors import DataError
+
 log = logging.getLogger(__name__)
 
 BadInputPolicy = Literal["error", "skip"]
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file or record and what to do."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mulclip_pl.data.records import DataError
+from mulclip_pl.errors import DataError
 
 Progress = Callable[[], tuple[int, int]]  # -> (current epoch, batches processed in it)
 

@@ -22,8 +22,8 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mulclip_pl.data.hf_rows import RowPairs
-from mulclip_pl.data.records import DataError
 from mulclip_pl.data.sampling import Progress
+from mulclip_pl.errors import DataError
 
 log = logging.getLogger(__name__)
 BUFFER_BLOCKS = 8

@@ -22,7 +22,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from mulclip_pl.data.images import load_image, upright
-from mulclip_pl.model.long_text import LongTextTokenizer, OverflowPolicy
+from mulclip_pl.tokenizer import LongTextTokenizer, OverflowPolicy
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
 

@@ -24,7 +24,7 @@ from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy
 from mulclip_pl.eval.regions import box_embeddings
 from mulclip_pl.eval.retrieval import RetrievalRecall, TieRule
 from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 PatchEncoder = Callable[[torch.Tensor], Any]  # images -> features with ``v_loc`` (B, P, d), e.g. ClipBackbone.encode_image

@@ -23,13 +23,14 @@ from open_clip.factory import load_state_dict
 import torch
 from torch import nn
 
-from mulclip_pl.model.errors import PretrainedWeightsError, UnsafePickleError
+from mulclip_pl.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.long_text import (
-    KEEP_POSITIONS, LONG_CONTEXT, RES_KEY, PositionScheme, adapt_position_layout, extend_text_context,
-    merged_positions, stretched_length,
+    KEEP_POSITIONS, RES_KEY, PositionScheme, adapt_position_layout, extend_text_context, merged_positions,
+    stretched_length,
 )
 from mulclip_pl.model.weights_by_name import fetch_weights, is_remote, is_tag, require_quick_gelu
 from mulclip_pl.safe_pickle import SAFETENSORS_HINT, read_error_gist, refusing_pickles
+from mulclip_pl.tokenizer import LONG_CONTEXT
 
 __all__ = ["PretrainedWeightsError", "UnsafePickleError", "build_clip", "read_state_dict", "read_lightning_checkpoint"]
 

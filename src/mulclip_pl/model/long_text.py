@@ -1,4 +1,4 @@
-"""Long text for CLIP: Long-CLIP's knowledge-preserving positional stretch and a 248-token tokenizer.
+"""Long text for CLIP: Long-CLIP's knowledge-preserving positional stretch (the 248-token tokenizer: ``tokenizer.py``).
 
 METHOD.md section 1: positions 0..19 are kept as they are (CLIP learned them well, and most
 short captions live there); positions 20..76 are linearly interpolated by a factor of 4, giving
@@ -18,28 +18,16 @@ Both layouts export to one merged table (``merged_positions``) that plain open_c
 
 from __future__ import annotations
 
-import logging
-import hashlib
-from functools import lru_cache
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from open_clip.model import CLIP
 from torch import nn
 
-log = logging.getLogger(__name__)
-
-CLIP_CONTEXT = 77  # CLIP's own text positions
-LONG_CONTEXT = 248
 KEEP_POSITIONS = 20
 
-OverflowPolicy = Literal["truncate", "error"]
 PositionScheme = Literal["longclip", "single"]
 RES_KEY = "positional_embedding_res"  # Long-CLIP's name for the trainable table
-
-
-class CaptionTooLongError(ValueError):
-    """A caption does not fit in the text encoder's context and the overflow policy is 'error'."""
 
 
 def stretched_length(old_length: int, keep: int = KEEP_POSITIONS, factor: int = 4) -> int:
@@ -159,86 +147,3 @@ def adapt_position_layout(state: dict, clip: nn.Module, prefix: str = "") -> Non
 
 def _adapt_on_load(module: nn.Module, state: dict, prefix: str, *args) -> None:
     adapt_position_layout(state, module, prefix)
-
-
-class LongTextTokenizer:
-    """open_clip's BPE tokenizer at a longer context, with an explicit overflow policy.
-
-    open_clip silently truncates; for long captions that hides lost sentences, so this wrapper
-    counts every truncation (``n_truncated``) or raises ``CaptionTooLongError`` on request. The
-    first truncation is logged unless ``warn`` is off (the training loader counts them per epoch
-    instead, since each loader worker would log its own first one).
-    """
-
-    def __init__(self, context_length: int = LONG_CONTEXT, overflow: OverflowPolicy = "truncate", warn: bool = True) -> None:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        if overflow not in ("truncate", "error"):
-            raise ValueError(f"overflow must be 'truncate' or 'error', got {overflow!r}")
-        self.context_length = context_length
-        self.overflow = overflow
-        self._bpe = SimpleTokenizer(context_length=context_length)
-        self.sot = self._bpe.sot_token_id
-        self.eot = self._bpe.eot_token_id
-        self.n_truncated = 0
-        self.warn = warn
-
-    def count_tokens(self, text: str) -> int:
-        """Number of positions ``text`` needs, start and end tokens included."""
-        return len(self._bpe.encode(text)) + 2
-
-    def encode(self, text: str) -> list[int]:
-        """BPE ids of ``text`` without start/end tokens and without truncation.
-
-        BPE works word by word (after ftfy cleaning and lower-casing), so the ids of sentences
-        that meet at whitespace concatenate to the ids of the whole text: a caption is encoded
-        once, through its sentences (``data/caption_tokens.py``).
-        """
-        return self._bpe.encode(text)
-
-    def wrap(self, ids: Sequence[int], text: str = "") -> list[int]:
-        """Start token + ``ids`` + end token, cut to the context under the overflow policy."""
-        wrapped = [self.sot, *ids, self.eot]
-        return self._handle_overflow(text, wrapped) if len(wrapped) > self.context_length else wrapped
-
-    def identity(self) -> dict:
-        """What token ids depend on: prepared data records it, and is refused by a model that differs."""
-        return {"tokenizer": "open_clip SimpleTokenizer", "vocab": _vocab_digest(), "clean": "lower",
-                "context_length": self.context_length}
-
-    def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
-        """Texts -> (N, context_length) int64 token ids, zero padded, EOT last when truncated."""
-        if isinstance(texts, str):
-            texts = [texts]
-        return pad_ids([self.wrap(self._bpe.encode(text), text) for text in texts], self.context_length)
-
-    def _handle_overflow(self, text: str, ids: list[int]) -> list[int]:
-        if self.overflow == "error":
-            raise CaptionTooLongError(
-                f"caption needs {len(ids)} tokens but the context is {self.context_length}: "
-                f"{text[:80]!r}... Set overflow='truncate' (data.overflow) to cut it, or shorten it."
-            )
-        self.n_truncated += 1
-        if self.n_truncated == 1 and self.warn:
-            log.warning(
-                "caption truncated from %d to %d tokens (further truncations are counted, not logged)",
-                len(ids), self.context_length,
-            )
-        return ids[: self.context_length - 1] + [self.eot]
-
-
-def pad_ids(rows: Sequence[Sequence[int]], context_length: int) -> torch.Tensor:
-    """Wrapped id lists (each at most ``context_length`` long) -> (N, context_length) int64, zero padded."""
-    out = torch.zeros(len(rows), context_length, dtype=torch.long)
-    for row, ids in enumerate(rows):
-        out[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    return out
-
-
-@lru_cache(maxsize=1)
-def _vocab_digest() -> str:
-    """Short hash of open_clip's BPE merges file: the vocabulary token ids index into."""
-    from open_clip.tokenizer import default_bpe
-
-    with open(default_bpe(), "rb") as handle:
-        return hashlib.sha1(handle.read()).hexdigest()[:12]

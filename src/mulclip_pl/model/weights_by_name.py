@@ -20,7 +20,7 @@ from typing import Callable, NoReturn
 import open_clip
 from open_clip import pretrained as oc_pretrained
 
-from mulclip_pl.model.errors import PretrainedWeightsError
+from mulclip_pl.errors import PretrainedWeightsError
 
 HF_HUB_PREFIX = "hf-hub:"
 URL_PREFIXES = ("https://", "http://")

@@ -21,8 +21,8 @@ from PIL import Image
 
 from mulclip_pl.data.images import load_image
 from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
 from mulclip_pl.objectives.sap import patch_weights
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.viz.geometry import Box, box_on_grid, crop_box, visible_share
 
 if TYPE_CHECKING:

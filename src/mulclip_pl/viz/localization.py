@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mulclip_pl.data.datasets import load_image
 from mulclip_pl.data.text import SentenceSplitter
-from mulclip_pl.model.long_text import LongTextTokenizer
+from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.viz.attention import object_shares, relevance_maps
 
 

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from mulclip_pl.data.records import DataError, ProblemLog
+from mulclip_pl.data.records import ProblemLog
 from mulclip_pl.data.text import clean_caption
+from mulclip_pl.errors import DataError
 
 
 def load_json(path: Path, what: str) -> Any:

@@ -14,7 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from mulclip_pl.data.records import DataError, LabeledImage, require_root
+from mulclip_pl.data.records import LabeledImage, require_root
+from mulclip_pl.errors import DataError
 from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from mulclip_pl.data.corpora._io import caption_or_report, has_fields, load_json
-from mulclip_pl.data.records import DataError, ProblemLog, Record, require_root
+from mulclip_pl.data.records import ProblemLog, Record, require_root
+from mulclip_pl.errors import DataError
 
 LongCaptionRecipe = Literal["short_extra", "extra", "short_extra_masks"]
 SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "test": ("test",), "train": ("train",)}

@@ -20,8 +20,9 @@ from PIL import ExifTags, Image
 
 from mulclip_pl.data.corpora._io import has_fields, iter_jsonlines
 from mulclip_pl.data.images import decoding_cause, is_decoding_error
-from mulclip_pl.data.records import DataError, ProblemLog, require_root
+from mulclip_pl.data.records import ProblemLog, require_root
 from mulclip_pl.data.text import clean_caption
+from mulclip_pl.errors import DataError
 
 FGOVDSplit = Literal["hard", "medium", "easy", "trivial"]
 # The names FG-CLIP's README (h_/m_/e_) and its evaluation scripts (1_/2_/3_) use, first match wins.

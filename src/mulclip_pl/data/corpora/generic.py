@@ -11,7 +11,8 @@ import csv
 from pathlib import Path
 
 from mulclip_pl.data.corpora._io import caption_or_report, has_fields, iter_jsonlines
-from mulclip_pl.data.records import DataError, ProblemLog, Record
+from mulclip_pl.data.records import ProblemLog, Record
+from mulclip_pl.errors import DataError
 
 
 def read_generic(path: str | Path, problems: ProblemLog, image_root: str | Path | None = None) -> list[Record]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mulclip_pl.data.corpora._io import has_fields, load_json
-from mulclip_pl.data.records import DataError, ProblemLog, Record
+from mulclip_pl.data.records import ProblemLog, Record
 from mulclip_pl.data.text import clean_caption
+from mulclip_pl.errors import DataError
 
 SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
 

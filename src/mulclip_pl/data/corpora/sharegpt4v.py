@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mulclip_pl.data.corpora._io import caption_or_report, has_fields, load_json
-from mulclip_pl.data.records import DataError, ProblemLog, Record
+from mulclip_pl.data.records import ProblemLog, Record
+from mulclip_pl.errors import DataError
 
 
 def parse_slice(text: str) -> slice:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mulclip_pl.data.corpora._io import caption_or_report
-from mulclip_pl.data.records import DataError, ProblemLog, Record, require_root
+from mulclip_pl.data.records import ProblemLog, Record, require_root
+from mulclip_pl.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 

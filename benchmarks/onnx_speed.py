@@ -24,7 +24,7 @@ import onnxruntime as ort
 import torch
 
 from mulclip_pl.export_onnx import IMAGE_FILE, TEXT_FILE, export_onnx_dir, plain_clip
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 
 
 def seconds(fn, warmup: int, repeats: int) -> float:

@@ -20,7 +20,7 @@ from PIL import Image
 import mulclip_pl
 from mulclip_pl.cli import main
 from mulclip_pl.eval.clip_score import LongCLIPScore
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
 from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mulclip_pl.cli import main
 from mulclip_pl.export import resolve_format
-from mulclip_pl.model.checkpoints import open_clip_config, plain_open_clip_state
+from mulclip_pl.model.plain import open_clip_config, plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.trained import load_trained

@@ -17,11 +17,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from mulclip_pl.checkpoint_io import SafeCheckpoints
 from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.synthlong import generate
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.preemption import Preempted, Preemption
+from mulclip_pl.weights.checkpoints import SafeCheckpoints
 from tests.conftest import TEST_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

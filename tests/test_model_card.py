@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 from mulclip_pl.cli import main
 from mulclip_pl.eval.report import write_results
-from mulclip_pl.model.checkpoints import build_clip, plain_open_clip_state
+from mulclip_pl.model.build import build_clip
+from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL
 from tests.trained_fixtures import CAPTIONS, write_checkpoint

@@ -10,7 +10,8 @@ import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong import generate
-from mulclip_pl.model.checkpoints import build_clip, plain_open_clip_state
+from mulclip_pl.model.build import build_clip
+from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL

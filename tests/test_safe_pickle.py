@@ -1,4 +1,4 @@
-"""safe_pickle.py: every wording torch uses for an object it will not build is recognised, and data
+"""weights/safe_pickle.py: every wording torch uses for an object it will not build is recognised, and data
 pickles (CIFAR batches) are read without building anything but plain data."""
 
 import codecs
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from mulclip_pl.checkpoint_io import SafeCheckpointIO
 from mulclip_pl.errors import UnsafePickleError
-from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
-from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data, refusing_pickles, unsafe_object
+from mulclip_pl.model.build import build_clip
+from mulclip_pl.weights.checkpoints import SafeCheckpointIO, read_lightning_checkpoint
+from mulclip_pl.weights.safe_pickle import RefusedGlobal, load_plain_data, refusing_pickles, unsafe_object
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import PAYLOADS, Call, ShellPayload
 

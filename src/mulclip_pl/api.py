@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from mulclip_pl.errors import PretrainedWeightsError
-from mulclip_pl.model.checkpoints import plain_clip, read_lightning_checkpoint
+from mulclip_pl.model.plain import plain_clip
 from mulclip_pl.tokenizer import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
+from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 
 Transform = Callable[..., torch.Tensor]
 CONFIG_FILE = "open_clip_config.json"

@@ -16,7 +16,6 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
-from mulclip_pl.checkpoint_io import SafeCheckpoints
 from mulclip_pl.errors import (
     CaptionTooLongError, DataError, ExportError, HyperParameterError, PretrainedWeightsError, UnsafePickleError,
 )
@@ -24,7 +23,8 @@ from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.predict import EmbeddingWriter, output_dir
 from mulclip_pl.preemption import Preemption
-from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
+from mulclip_pl.weights.checkpoints import SafeCheckpoints
+from mulclip_pl.weights.safe_pickle import read_error_gist, refusing_pickles
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
 TOOLS = {

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 
 from mulclip_pl.errors import ExportError
-from mulclip_pl.model.checkpoints import export_open_clip_dir, open_clip_config, plain_open_clip_state
+from mulclip_pl.model.plain import export_open_clip_dir, open_clip_config, plain_open_clip_state
 from mulclip_pl.trained import load_trained
 
 Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip", "onnx"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mulclip_pl.model.checkpoints import plain_open_clip_state
+from mulclip_pl.model.plain import plain_open_clip_state
 
 # open_clip spells its special tokens differently from the OpenAI / transformers vocabulary.
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mulclip_pl.export_hf import write_image_processor_config
-from mulclip_pl.model.checkpoints import open_clip_config, plain_clip
+from mulclip_pl.model.plain import open_clip_config, plain_clip
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 IMAGE_FILE, TEXT_FILE, TOKENIZER_NOTE = "image_encoder.onnx", "text_encoder.onnx", "tokenizer.md"

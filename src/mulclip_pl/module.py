@@ -18,10 +18,9 @@ from mulclip_pl.eval.retrieval import TieRule
 from mulclip_pl.eval.steps import EvaluationSteps
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
+from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.calibration import TokenCalibration
-from mulclip_pl.model.checkpoints import build_clip, read_lightning_checkpoint
 from mulclip_pl.model.long_text import KEEP_POSITIONS, PositionScheme
-from mulclip_pl.model.one_element import match_one_element_shapes, one_element_optimizer_moments
 from mulclip_pl.nonfinite import NonFiniteGuard
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.identical_texts import text_keys
@@ -29,6 +28,8 @@ from mulclip_pl.objectives.sap import sap_contrast
 from mulclip_pl.optim import param_groups, warmup_cosine
 from mulclip_pl.sample_features import sample_features
 from mulclip_pl.tokenizer import LONG_CONTEXT
+from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
+from mulclip_pl.weights.one_element import match_one_element_shapes, one_element_optimizer_moments
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ class Preempted(SystemExit):
 
 class Preemption(Callback):
     """At the end of the training step during which SIGTERM / SIGUSR1 arrived: write ``last.ckpt``
-    (where ``--ckpt_path last`` finds it; atomically, see ``checkpoint_io``) and raise ``Preempted``.
+    (where ``--ckpt_path last`` finds it; atomically, see ``weights/checkpoints.py``) and raise ``Preempted``.
 
     The checkpoint is taken where ModelCheckpoint takes its step checkpoints, so resuming from it
     continues with the next batch exactly as an uninterrupted run would.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mulclip_pl.errors import PretrainedWeightsError
-from mulclip_pl.model.checkpoints import read_lightning_checkpoint
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 
 
 def load_trained(ckpt: str | Path, trust_pickle: bool = False) -> MulCLIP:

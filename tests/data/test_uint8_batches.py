@@ -11,7 +11,7 @@ from PIL import Image
 from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.datasets import uint8_pixels
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 from tests.conftest import TEST_MODEL
 
 

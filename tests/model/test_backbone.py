@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 from tests.conftest import TEST_MODEL
 
 CAPTIONS = ["a red circle", "a small blue square in the top left corner of the picture, next to a green star"]

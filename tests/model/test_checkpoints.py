@@ -7,9 +7,9 @@ from safetensors.torch import save_file
 
 from mulclip_pl.errors import PretrainedWeightsError, UnsafePickleError
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import (
-    build_clip, export_open_clip_dir, plain_open_clip_state, read_lightning_checkpoint,
-)
+from mulclip_pl.model.build import build_clip
+from mulclip_pl.model.plain import export_open_clip_dir, plain_open_clip_state
+from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import OpenPayload
 

@@ -3,9 +3,9 @@ tensors; training now holds them as 1 element (FSDP shards no 0-dim parameter). 
 
 import torch
 
-from mulclip_pl.model.one_element import one_element_optimizer_moments
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
+from mulclip_pl.weights.one_element import one_element_optimizer_moments
 from tests.conftest import TEST_MODEL
 
 

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 from tests.conftest import TEST_MODEL
 from tests.model.weights_fixtures import hub, quickgelu_model, write_openai_release  # noqa: F401 (fixtures)
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.model.backbone import ClipBackbone
-from mulclip_pl.model.checkpoints import build_clip, export_open_clip_dir
+from mulclip_pl.model.build import build_clip
+from mulclip_pl.model.plain import export_open_clip_dir
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch

@@ -12,7 +12,7 @@ from open_clip import pretrained as oc_pretrained
 from safetensors.torch import save_file
 
 from mulclip_pl.errors import PretrainedWeightsError
-from mulclip_pl.model.checkpoints import build_clip
+from mulclip_pl.model.build import build_clip
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
 from tests.model.weights_fixtures import hub  # noqa: F401 (fixture)

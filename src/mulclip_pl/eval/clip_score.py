@@ -33,7 +33,7 @@ class LongCLIPScore(Metric):
     Args:
         model: a ``MulCLIP`` module, a ``mulclip-pl fit`` checkpoint path (read by ``load_trained``),
             or an open_clip ``CLIP`` (e.g. ``open_clip.create_model('local-dir:EXPORT')``, or a
-            Long-CLIP model built by ``mulclip_pl.model.checkpoints.build_clip``).
+            Long-CLIP model built by ``mulclip_pl.model.build.build_clip``).
         tokenizer: texts -> (N, L) token ids; default: open_clip's BPE at the model's context.
         overflow: what the default tokenizer does with a caption longer than the context:
             ``truncate`` (counted in ``n_truncated``, first one logged) or ``error``.

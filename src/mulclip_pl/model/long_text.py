@@ -24,10 +24,11 @@ import torch
 from open_clip.model import CLIP
 from torch import nn
 
+from mulclip_pl.weights.files import RES_KEY  # Long-CLIP's name for the trainable table
+
 KEEP_POSITIONS = 20
 
 PositionScheme = Literal["longclip", "single"]
-RES_KEY = "positional_embedding_res"  # Long-CLIP's name for the trainable table
 
 
 def stretched_length(old_length: int, keep: int = KEEP_POSITIONS, factor: int = 4) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from mulclip_pl.data.records import LabeledImage, require_root
 from mulclip_pl.errors import DataError
-from mulclip_pl.safe_pickle import RefusedGlobal, load_plain_data
+from mulclip_pl.weights.safe_pickle import RefusedGlobal, load_plain_data
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def read_cifar(root: str | Path, num_classes: int) -> tuple[list[LabeledImage], 
 
 
 def _unpickle(path: Path) -> dict:
-    """A CIFAR batch: plain data only (a crafted file cannot run code: see safe_pickle.py)."""
+    """A CIFAR batch: plain data only (a crafted file cannot run code: see weights/safe_pickle.py)."""
     if not path.is_file():
         raise DataError(f"CIFAR file not found: {path}")
     try:

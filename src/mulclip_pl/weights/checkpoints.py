@@ -9,7 +9,8 @@ never matches ``last*.ckpt``, so no resume can pick up a partial write.
 
 Reading (``--ckpt_path``): ``weights_only=True``, so a checkpoint from elsewhere cannot run code;
 one that needs full unpickling is refused unless ``--model.trust_pickle true`` (or Lightning's own
-``--weights_only false``).
+``--weights_only false``). ``read_lightning_checkpoint`` reads one outside a Trainer (``init_from``, exports,
+``mulclip_pl.load``) the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 import torch
 
 from mulclip_pl.errors import PretrainedWeightsError
-from mulclip_pl.safe_pickle import read_error_gist, refusing_pickles
+from mulclip_pl.weights.safe_pickle import read_error_gist, refusing_pickles
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -94,3 +95,33 @@ class SafeCheckpoints(Callback):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trust = bool(getattr(pl_module.hparams, "trust_pickle", False))
             trainer.strategy.checkpoint_io = SafeCheckpointIO(trust_pickle=trust)
+
+
+def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trust_pickle: bool = False):
+    """The ``state_dict`` of a Lightning checkpoint written by ``mulclip-pl fit`` (and its
+    ``hyper_parameters`` with ``with_hparams``).
+
+    Read with ``weights_only=True``: a checkpoint from elsewhere cannot run code when opened. One
+    that holds other pickled objects is refused unless ``trust_pickle``.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise PretrainedWeightsError(f"checkpoint not found: {file}")
+    try:
+        with refusing_pickles(file):
+            checkpoint = torch.load(file, map_location="cpu", weights_only=not trust_pickle)
+    except PretrainedWeightsError:
+        raise
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"could not read {file} as a Lightning checkpoint ({type(exc).__name__}: {read_error_gist(exc)}). "
+            "For plain CLIP weights files use --model.pretrained."
+        ) from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise PretrainedWeightsError(
+            f"{file} is not a Lightning checkpoint (no 'state_dict'); "
+            "for plain CLIP / Long-CLIP weights files use --model.pretrained"
+        )
+    if with_hparams:
+        return checkpoint["state_dict"], dict(checkpoint.get("hyper_parameters", {}))
+    return checkpoint["state_dict"]

@@ -7,7 +7,7 @@ read like any local file (weights only: reading it cannot run code).
 
 Weights trained with QuickGELU load into a GELU architecture without any error (same keys and
 shapes) and give wrong embeddings, so ``require_quick_gelu`` refuses that pairing, for names here
-(before anything is downloaded) and for OpenAI files in ``checkpoints.py``.
+(before anything is downloaded) and for OpenAI files in ``files.py``.
 """
 
 from __future__ import annotations

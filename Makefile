@@ -21,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest tests
 
 # The demo is four ordinary CLI calls (fit stage 1, fit stage 2, test each) plus a summary table.
-# Stage 1 trains on short alt text in both domains' words and looks (data/synthlong_web.py); the test
+# Stage 1 trains on short alt text in both domains' words and looks (data/synthlong/web.py); the test
 # calls score SynthLong's test split, its cross-domain set and the short-caption sets (configs/synthlong/test.yaml).
 # Stage 1 is reused while its config is unchanged; delete runs/demo/stage1 to train it again.
 demo: install $(DEMO)/stage1/last.ckpt

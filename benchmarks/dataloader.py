@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from mulclip_pl.data import GenericCaptions, Prepared
-from mulclip_pl.data.prepare import prepare
+from mulclip_pl.data.prepared.prepare import prepare
 from mulclip_pl.data.shrink import shrink_images
 
 WORDS = ("red green large small wooden metal table chair window street car tree sky building person dog "

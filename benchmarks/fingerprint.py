@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from mulclip_pl.cli import main as cli
-from mulclip_pl.data import synthlong
+from mulclip_pl.data.synthlong import generator as synthlong
 
 SIZES = {"train": 48, "val": 16, "test": 32}  # 6 steps an epoch at batch 8
 SHIFTED_SIZES = {"test": 32}

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mulclip_pl.cli import main
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
 from tests.data import fixtures

@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 from mulclip_pl.cli import SUBCOMMAND_HELP, TOOLS, main
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from tests.callbacks import LastCkptEpochs
 from tests.conftest import TEST_MODEL
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mulclip_pl.data.sampling import ResumableShuffle
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from tests.conftest import TEST_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

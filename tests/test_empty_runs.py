@@ -6,7 +6,7 @@ import pytest
 
 from mulclip_pl.cli import main
 from mulclip_pl.data import DOCCI
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.errors import DataError
 from tests.conftest import TEST_MODEL
 from tests.data import fixtures

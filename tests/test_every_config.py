@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from mulclip_pl.cli import PLACEHOLDER, main
-from mulclip_pl.data import synthlong
+from mulclip_pl.data.synthlong import generator as synthlong
 from tests.conftest import TEST_MODEL, write_image
 from tests.data.box_and_class_fixtures import coco_image, write_fgovd, write_imagenet
 from tests.data.fixtures import write_dci, write_karpathy, write_urban1k
-from tests.helpers.cli import run_cli
 from tests.eval.test_zeroshot_clip_benchmark import CIFAR10_RELEASE_NAMES, write_cifar
+from tests.helpers.cli import run_cli
 from tests.trained_fixtures import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

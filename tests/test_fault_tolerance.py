@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.preemption import Preempted, Preemption
 from mulclip_pl.weights.checkpoints import SafeCheckpoints

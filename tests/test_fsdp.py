@@ -12,7 +12,7 @@ import torch
 
 import mulclip_pl
 from mulclip_pl.cli import main
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from tests.conftest import TEST_MODEL
 from tests.helpers.cli import run_cli
 

@@ -11,8 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler
 
+from mulclip_pl.data.prepared.streaming import StreamingLoader, StreamingPairs
 from mulclip_pl.data.sampling import ResumableLoader, ResumableShuffle
-from mulclip_pl.data.streaming import StreamingLoader, StreamingPairs
 from mulclip_pl.errors import DataError
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mulclip_pl.cli import main
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.module import MulCLIP

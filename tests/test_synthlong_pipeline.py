@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mulclip_pl.cli import main
-from mulclip_pl.data import synthlong
-from mulclip_pl.module import MulCLIP
+from mulclip_pl.data.synthlong import generator as synthlong
 from mulclip_pl.model.long_text import stretch_positional_embedding
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from mulclip_pl.cli import main
-from mulclip_pl.data import synthlong
+from mulclip_pl.data.synthlong import generator as synthlong
 from tests.conftest import TEST_MODEL
 
 KIND_ROWS = ("colour", "shape", "size", "binding", "position", "count", "absent",

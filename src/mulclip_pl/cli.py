@@ -31,7 +31,7 @@ TOOLS = {
     "export": ("mulclip_pl.export", "export", "a trained model for open_clip, transformers, ONNX or as one weights file"),
     "explain": ("mulclip_pl.viz.attention", "explain", "draw per-sentence relevance maps over an image"),
     "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
-    "prepare": ("mulclip_pl.data.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
+    "prepare": ("mulclip_pl.data.prepared.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
     "report": ("mulclip_pl.eval.report", "report", "merge results.json files into one table (mean ± std over runs)"),
 }
 # One line each for `mulclip-pl --help` (Lightning cuts its docstrings' first sentences mid-line).

@@ -3,8 +3,8 @@
 import pytest
 
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.data.prepare import prepare
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.prepared.prepare import prepare
+from mulclip_pl.data.synthlong.generator import generate
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ import json
 import re
 from collections import Counter
 
-from mulclip_pl.data.synthlong_scenes import COLOURS, COLS, ROWS, SHAPES, SIZES, TEXTURE_PHRASES
-from mulclip_pl.data.synthlong_shifted import (
+from mulclip_pl.data.synthlong.scenes import COLOURS, COLS, ROWS, SHAPES, SIZES, TEXTURE_PHRASES
+from mulclip_pl.data.synthlong.shifted import (
     COLOUR_WORDS, NUMBER_WORDS, PLURALS, POSITION_WORDS, SIZE_WORDS, TEXTURE_WORDS,
 )
 

@@ -14,7 +14,7 @@ import datasets
 import pytest
 
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
-from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
+from mulclip_pl.data.prepared.store import FEATURES, MANIFEST
 from mulclip_pl.data.sampling import ResumableShuffle
 from tests.helpers.gloo import run_on_ranks
 from tests.helpers.prepared import rewrite_shard

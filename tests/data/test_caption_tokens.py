@@ -8,7 +8,7 @@ import torch
 from mulclip_pl.data import COCO, DCI, DOCCI, GenericCaptions, ShareGPT4V, Urban1K
 from mulclip_pl.data.datasets import CaptionEncoder
 from mulclip_pl.data.records import ProblemLog, Record
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.data.text import SentenceSplitter, select_sentences, summary_for
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.data import fixtures

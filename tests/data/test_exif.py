@@ -13,10 +13,10 @@ from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.data.fgovd_module import FGOVD
+from mulclip_pl.data.corpora.fgovd_datamodule import FGOVD
 from mulclip_pl.data.images import load_image
-from mulclip_pl.data.prepare import prepare
-from mulclip_pl.data.prepared import Prepared
+from mulclip_pl.data.prepared.datamodules import Prepared
+from mulclip_pl.data.prepared.prepare import prepare
 from mulclip_pl.data.shrink import shrink_images
 from mulclip_pl.eval import LongCLIPScore
 from mulclip_pl.module import MulCLIP

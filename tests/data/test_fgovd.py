@@ -5,7 +5,7 @@ import torch
 
 from mulclip_pl.data import FGOVD
 from mulclip_pl.data.corpora.fgovd import read_fgovd, split_file
-from mulclip_pl.data.fgovd_module import crop_rectangle
+from mulclip_pl.data.corpora.fgovd_datamodule import crop_rectangle
 from mulclip_pl.data.records import ProblemLog
 from mulclip_pl.errors import DataError
 from tests.data.box_and_class_fixtures import BLUE, RED, fgovd_row, write_fgovd

@@ -14,7 +14,7 @@ from PIL import Image
 
 from mulclip_pl.cli import main
 from mulclip_pl.data.images import load_image
-from mulclip_pl.data.prepare import image_bytes
+from mulclip_pl.data.prepared.prepare import image_bytes
 from mulclip_pl.data.records import ProblemLog
 from mulclip_pl.data.shrink import shrink_image
 from mulclip_pl.errors import DataError

@@ -9,10 +9,10 @@ from PIL import Image
 
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.data import prepare as prepare_module
-from mulclip_pl.data.prepare import prepare
-from mulclip_pl.data.prepared import Prepared
-from mulclip_pl.data.prepared_store import open_prepared
+from mulclip_pl.data.prepared import prepare as prepare_module
+from mulclip_pl.data.prepared.datamodules import Prepared
+from mulclip_pl.data.prepared.prepare import prepare
+from mulclip_pl.data.prepared.store import open_prepared
 from mulclip_pl.errors import DataError
 from mulclip_pl.tokenizer import LongTextTokenizer
 

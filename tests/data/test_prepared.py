@@ -12,7 +12,7 @@ import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions, HFCaptions, Prepared
-from mulclip_pl.data.prepared_store import FEATURES, MANIFEST
+from mulclip_pl.data.prepared.store import FEATURES, MANIFEST
 from mulclip_pl.errors import DataError
 from tests.helpers.prepared import rewrite_shard
 

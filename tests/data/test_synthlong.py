@@ -1,5 +1,5 @@
-from mulclip_pl.data import synthlong
-from mulclip_pl.data.synthlong import ensure_generated
+from mulclip_pl.data.synthlong import generator as synthlong
+from mulclip_pl.data.synthlong.generator import ensure_generated
 
 
 def test_generated_data_is_reused_only_while_the_split_sizes_match(tmp_path, monkeypatch):

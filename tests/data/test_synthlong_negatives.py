@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from mulclip_pl.data.synthlong_negatives import KINDS, negative, negatives_by_kind
-from mulclip_pl.data.synthlong_scenes import SceneObject, caption
+from mulclip_pl.data.synthlong.negatives import KINDS, negative, negatives_by_kind
+from mulclip_pl.data.synthlong.scenes import SceneObject, caption
 
 SCENE = [SceneObject("circle", "red", "small", "solid", 0, 0), SceneObject("square", "blue", "large", "striped", 1, 1),
          SceneObject("cross", "green", "small", "outlined", 2, 2)]

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from mulclip_pl.data import SynthLongShifted
-from mulclip_pl.data.synthlong import generate
-from mulclip_pl.data.synthlong_negatives import KINDS, negative
-from mulclip_pl.data.synthlong_scenes import COLOURS, SIZES, SceneObject
-from mulclip_pl.data.synthlong_shifted import PALETTE, POSITION_WORDS, SHIFTED
+from mulclip_pl.data.synthlong.generator import generate
+from mulclip_pl.data.synthlong.negatives import KINDS, negative
+from mulclip_pl.data.synthlong.scenes import COLOURS, SIZES, SceneObject
+from mulclip_pl.data.synthlong.shifted import PALETTE, POSITION_WORDS, SHIFTED
 from tests.data.synthlong_templates import TRAINING_ATTRIBUTE_WORDS
 from tests.data.synthlong_templates import sentences as _sentences
 from tests.data.synthlong_templates import template as _template
@@ -89,7 +89,7 @@ def test_rendering_is_shifted_but_the_boxes_are_where_the_records_say(written):
 
 
 def test_datamodule_has_only_a_test_split_generated_in_its_own_root(tmp_path, monkeypatch):
-    from mulclip_pl.data import synthlong
+    from mulclip_pl.data.synthlong import generator as synthlong
 
     monkeypatch.setattr(synthlong, "SHIFTED_SPLITS", {"test": 5})
     dm = SynthLongShifted(root=str(tmp_path / "shifted"), image_px=32, num_workers=0)

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from mulclip_pl.data import synthlong
-from mulclip_pl.data.synthlong import generate as generate_synthlong
-from mulclip_pl.data.synthlong_scenes import LOOK
-from mulclip_pl.data.synthlong_shifted import COLOUR_WORDS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS
-from mulclip_pl.data.synthlong_web import SynthLongWeb, generate, split_sizes
+from mulclip_pl.data.synthlong import generator as synthlong
+from mulclip_pl.data.synthlong.generator import generate as generate_synthlong
+from mulclip_pl.data.synthlong.scenes import LOOK
+from mulclip_pl.data.synthlong.shifted import COLOUR_WORDS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS
+from mulclip_pl.data.synthlong.web import SynthLongWeb, generate, split_sizes
 from tests.data.synthlong_templates import sentences as _sentences, template as _template, texts as _texts
 
 SIZES = {"train": 240, "val": 8, "test_synthlong": 30, "test_shifted": 30}

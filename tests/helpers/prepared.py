@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 
-from mulclip_pl.data.prepared_store import MANIFEST
+from mulclip_pl.data.prepared.store import MANIFEST
 
 
 def rewrite_shard(root: Path, k: int, table: datasets.Dataset) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mulclip_pl.data.synthlong import generate
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.viz.attention import (Explanation, explain, mass_in_box, object_localization, pairwise_overlaps,
                                      plot_relevance, relevance_maps)

@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.data.synthlong import generate
-from mulclip_pl.data.synthlong_scenes import COLS, ROWS, SceneObject
+from mulclip_pl.data.synthlong.generator import generate
+from mulclip_pl.data.synthlong.scenes import COLS, ROWS, SceneObject
 from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.viz.attention import object_localization, object_shares, relevance_maps
 from mulclip_pl.viz.localization import bootstrap_mean, localization

@@ -1,14 +1,26 @@
-"""Data: corpus readers, text processing, datasets and LightningDataModules (``--data <Name>``)."""
+"""Data: corpus readers, text processing, datasets and LightningDataModules (``--data <Name>``).
+
+Core (this folder): ``records`` (what readers return, bad-input bookkeeping), ``text`` and
+``caption_tokens`` (sentences, summaries, token ids), ``images``, ``datasets`` (items and batches),
+``sampling`` (resumable order), ``base`` (``BaseDataModule``), ``eval_suite``, ``shrink``
+(``mulclip-pl shrink-images``). On top of it: ``corpora/`` (one reader and datamodule per corpus),
+``synthlong/`` (the procedural data set) and ``prepared/`` (pre-tokenised shards, ``mulclip-pl
+prepare``). Below it only ``mulclip_pl.tokenizer``, ``errors`` and ``weights.safe_pickle``.
+
+Every datamodule a config names is exported here (``class_path: mulclip_pl.data.<Name>``);
+``synthlong_web`` is the module configs/synthlong/*.yaml name as ``mulclip_pl.data.synthlong_web.SynthLongWeb``.
+"""
 
 from mulclip_pl.data.base import BaseDataModule
-from mulclip_pl.data.corpus_modules import (
+from mulclip_pl.data.corpora.datamodules import (
     COCO, DCI, DOCCI, CIFAR10, CIFAR100, Flickr30K, GenericCaptions, ImageFolder, ImageNet, ImageNetO, ImageNetV2,
     ShareGPT4V, Urban1K,
 )
+from mulclip_pl.data.corpora.fgovd_datamodule import FGOVD
 from mulclip_pl.data.eval_suite import EvalSuite
-from mulclip_pl.data.fgovd_module import FGOVD
 from mulclip_pl.data.prepared import HFCaptions, Prepared
 from mulclip_pl.data.synthlong import SynthLong, SynthLongShifted
+from mulclip_pl.data.synthlong import web as synthlong_web  # noqa: F401 (configs' class_path, see above)
 
 __all__ = [
     "BaseDataModule", "COCO", "CIFAR10", "CIFAR100", "DCI", "DOCCI", "EvalSuite", "FGOVD", "Flickr30K",

@@ -7,7 +7,7 @@ duplicates and train/eval overlap reported), and serves:
   them) or zero-shot classification.
 Image size, normalisation and text context are taken from the LightningModule being trained
 (``preprocess_config()``) so data always matches the model; without one, from the arguments.
-Per-corpus subclasses live in ``corpus_modules.py``; they only say how to read records.
+Per-corpus subclasses live in ``corpora/datamodules.py``; they only say how to read records.
 """
 
 from __future__ import annotations

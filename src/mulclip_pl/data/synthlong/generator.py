@@ -4,10 +4,10 @@ Each image holds 2-6 objects on a 3x3 grid; each object has a shape, colour, siz
 grid position. The long caption has one detailed sentence per object (shuffled), long enough
 that a 77-token model loses the later ones; the summary names the objects without attributes.
 Evaluation records carry hard negatives: ``negative``, the caption with exactly one attribute of
-one object changed, and ``negatives``, one per kind (synthlong_negatives.py). Everything is
+one object changed, and ``negatives``, one per kind (negatives.py). Everything is
 written in the generic jsonl format, so the real loaders read it; ``SynthLong`` (at the end) is
 its datamodule, and scores every kind. ``SynthLongShifted`` is its cross-domain test set (the same
-world of objects, worded and drawn otherwise: synthlong_shifted.py).
+world of objects, worded and drawn otherwise: shifted.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mulclip_pl.data.base import EvalSet
-from mulclip_pl.data.corpus_modules import GenericCaptions
+from mulclip_pl.data.corpora.datamodules import GenericCaptions
 from mulclip_pl.data.datasets import RetrievalDataset
-from mulclip_pl.data.synthlong_negatives import KINDS, MIXED_SIZES, negatives_by_kind
-from mulclip_pl.data.synthlong_scenes import ORIGINAL, Domain, perturb, random_scene, render
-from mulclip_pl.data.synthlong_shifted import SHIFTED
+from mulclip_pl.data.synthlong.negatives import KINDS, MIXED_SIZES, negatives_by_kind
+from mulclip_pl.data.synthlong.scenes import ORIGINAL, Domain, perturb, random_scene, render
+from mulclip_pl.data.synthlong.shifted import SHIFTED
 
 # Held-out splits are large so that evaluation noise stays below seed-to-seed spread: hard-negative
 # accuracy near 70% has a standard error of ~1 point on 2000 pairs (3.2 on 200).
@@ -162,7 +162,7 @@ class SynthLongShifted(SynthLong):
     """SynthLong's cross-domain test set, the analogue of Urban1K / DCI for a DOCCI-trained model.
 
     The same world of objects with disjoint wording, reading-order sentences and shifted rendering
-    (synthlong_shifted.py); a test split of 2000 images only, generated into ``root`` on first use.
+    (shifted.py); a test split of 2000 images only, generated into ``root`` on first use.
     ``mulclip-pl test --data SynthLongShifted`` reports ``synthlong_shifted`` (R@K and one-change
     ``hard_negative_acc``), ``synthlong_shifted_{colour,binding,...}`` and ``synthlong_shifted_top1_of_N``,
     the rows SynthLong has; ``configs/synthlong/test.yaml`` scores both sets in one call.

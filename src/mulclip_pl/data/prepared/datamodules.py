@@ -18,10 +18,10 @@ import torch
 from mulclip_pl.data.base import _EVAL_SPLITS_FOR_STAGE, BaseDataModule, EvalSet, Stage
 from mulclip_pl.data.caption_tokens import CaptionFields
 from mulclip_pl.data.datasets import CaptionEncoder, collate
-from mulclip_pl.data.hf_rows import PREPARED_READ, ColumnItem, PreparedText, RowItems, RowPairs, prepared_item
-from mulclip_pl.data.hf_sources import Format, TableSource, open_user_rows
-from mulclip_pl.data.prepared_store import check_tokens, open_shard, read_manifest
-from mulclip_pl.data.streaming import ItemRuns, StreamingLoader, StreamingPairs
+from mulclip_pl.data.prepared.hf_rows import PREPARED_READ, ColumnItem, PreparedText, RowItems, RowPairs, prepared_item
+from mulclip_pl.data.prepared.hf_sources import Format, TableSource, open_user_rows
+from mulclip_pl.data.prepared.store import check_tokens, open_shard, read_manifest
+from mulclip_pl.data.prepared.streaming import ItemRuns, StreamingLoader, StreamingPairs
 from mulclip_pl.data.text import SentenceSplitter
 from mulclip_pl.errors import DataError
 

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mulclip_pl.data.hf_rows import RowPairs
+from mulclip_pl.data.prepared.hf_rows import RowPairs
 from mulclip_pl.data.sampling import Progress
 from mulclip_pl.errors import DataError
 

@@ -11,7 +11,7 @@ training data, so it only measures in-domain skill. This domain keeps the scene 
 - rendering: tinted gradient backdrops instead of plain grey, other shades of each colour,
   smaller objects, thicker outlines (2 px instead of 1 at 64 px) and thinner stripes at larger sizes.
 tests/data/test_synthlong_shifted.py checks that no sentence template occurs in SynthLong's
-training captions. ``SHIFTED`` is the ``Domain`` that ``synthlong.generate`` writes with.
+training captions. ``SHIFTED`` is the ``Domain`` that ``generator.generate`` writes with.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import Counter
 
 from PIL import Image, ImageDraw
 
-from mulclip_pl.data.synthlong_scenes import SHAPES, Domain, Look, SceneObject
+from mulclip_pl.data.synthlong.scenes import SHAPES, Domain, Look, SceneObject
 
 COLOUR_WORDS = {"red": "crimson", "green": "emerald", "blue": "cobalt", "yellow": "golden", "purple": "violet",
                 "orange": "amber", "white": "ivory", "cyan": "turquoise"}

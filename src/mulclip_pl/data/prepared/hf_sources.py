@@ -16,8 +16,8 @@ from typing import Literal
 import datasets
 import pyarrow.parquet as pq
 
-from mulclip_pl.data.hf_rows import RowItems
-from mulclip_pl.data.streaming import ItemRuns
+from mulclip_pl.data.prepared.hf_rows import RowItems
+from mulclip_pl.data.prepared.streaming import ItemRuns
 from mulclip_pl.errors import DataError
 
 Format = Literal["arrow", "parquet", "webdataset"]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from mulclip_pl.data.base import BaseDataModule
 from mulclip_pl.data.caption_tokens import tokenise_caption
 from mulclip_pl.data.images import decoding_cause, is_decoding_error
-from mulclip_pl.data.prepared_store import DONE, FEATURES, FORMAT, MANIFEST, shard_dir, write_json
+from mulclip_pl.data.prepared.store import DONE, FEATURES, FORMAT, MANIFEST, shard_dir, write_json
 from mulclip_pl.data.records import BadInputPolicy, ProblemLog, Record
 from mulclip_pl.data.shrink import JPEG_QUALITY, _decode_smaller
 from mulclip_pl.data.text import SentenceSplitter

@@ -25,10 +25,10 @@ import random
 from dataclasses import asdict
 from pathlib import Path
 
-from mulclip_pl.data import synthlong
-from mulclip_pl.data.corpus_modules import GenericCaptions
-from mulclip_pl.data.synthlong_scenes import LOOK, TEXTURE_PHRASES, SceneObject, random_scene, render
-from mulclip_pl.data.synthlong_shifted import COLOUR_WORDS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS
+from mulclip_pl.data.corpora.datamodules import GenericCaptions
+from mulclip_pl.data.synthlong import generator as synthlong
+from mulclip_pl.data.synthlong.scenes import LOOK, TEXTURE_PHRASES, SceneObject, random_scene, render
+from mulclip_pl.data.synthlong.shifted import COLOUR_WORDS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS
 
 TRAIN_PER_PAIR = 6  # alt-text images per SynthLong training pair: 12000 at SynthLong's 2000
 LOOKS = {"synthlong": LOOK, "shifted": SHIFTED.look}

@@ -9,7 +9,7 @@ Each is built from the scene, so it is truly wrong for the image (not merely rew
 - ``absent``: one more sentence describes an object that is not in the image.
 ``mixed``: 10 distinct negatives of random kinds, for top-1 among 1 positive + N negatives
 (N = 1, 5, 10: the first N), FG-OVD's way of grading difficulty. ``describe`` is the data set's
-caption function (``synthlong_scenes.caption``, or the cross-domain set's), so negatives are worded
+caption function (``scenes.caption``, or the cross-domain set's), so negatives are worded
 like their positives.
 """
 
@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from mulclip_pl.data.synthlong_scenes import COLOURS, SHAPES, SIZES, TEXTURES, SceneObject, caption
+from mulclip_pl.data.synthlong.scenes import COLOURS, SHAPES, SIZES, TEXTURES, SceneObject, caption
 
 KINDS = ("colour", "shape", "size", "binding", "position", "count", "absent")
 MIXED_SIZES = (1, 5, 10)

@@ -26,7 +26,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.optim import param_groups
+from mulclip_pl.training.optim import param_groups
 
 BLOCK = open_clip.transformer.ResidualAttentionBlock
 GROUPS = ("decay", "no decay", "heads")

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mulclip_pl.trained import load_trained
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.viz.attention import object_localization
 
 
@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     demo, data = Path(args.demo), Path(args.data)
     records = [json.loads(line) for line in (data / f"{args.split}.jsonl").read_text().splitlines()]
-    models = {"stage 1 (short captions)": load_trained(demo / "stage1" / "last.ckpt")}
+    models = {"stage 1 (short captions)": MulCLIP.load_trained(demo / "stage1" / "last.ckpt")}
     for path in args.checkpoints or [str(demo / "stage2" / "last.ckpt")]:
-        models[f"{Path(path).parent.name}/{Path(path).stem}"] = load_trained(path)  # run folder too: stems repeat
+        models[f"{Path(path).parent.name}/{Path(path).stem}"] = MulCLIP.load_trained(path)  # run folder too: stems repeat
     print(f"| model ({args.split}, {len(records)} images) | SAP mass in box | cosine mass in box | chance "
           "| SAP overlap between sentences |")
     print("|---|---:|---:|---:|---:|")

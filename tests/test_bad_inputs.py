@@ -1,9 +1,9 @@
-"""bad_inputs.py on 2 spawned gloo processes: each epoch's count is summed over the ranks and
+"""training/bad_inputs.py on 2 spawned gloo processes: each epoch's count is summed over the ranks and
 ``bad_inputs.tsv`` lists every bad item once, whichever rank met it and however often."""
 
 from types import SimpleNamespace
 
-from mulclip_pl.bad_inputs import LIST_FILE, BadInputReport
+from mulclip_pl.training.bad_inputs import LIST_FILE, BadInputReport
 from tests.helpers.gloo import run_on_ranks
 
 # What each rank's batches carry ("item: reason"), per epoch: rank 0 meets a twice in one epoch,

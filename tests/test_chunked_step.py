@@ -15,10 +15,10 @@ import torch.multiprocessing as mp
 from lightning.pytorch.strategies import FSDPStrategy
 from open_clip.transformer import PatchDropout
 
-import mulclip_pl.module as module_file
-from mulclip_pl.chunked_step import _merge
+import mulclip_pl.module.mulclip as module_file
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.sample_features import sample_features
+from mulclip_pl.module.chunked_step import _merge
+from mulclip_pl.module.sample_features import sample_features
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList, WeightWatcher

@@ -22,8 +22,8 @@ from mulclip_pl.cli import main
 from mulclip_pl.eval.clip_score import LongCLIPScore
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from mulclip_pl.viz.attention import relevance_maps
 from tests.test_export_longclip import longclip_encode_text
 from tests.trained_fixtures import LONGCLIP_MODEL, long_caption, predict_args, train_moved_positions, write_captions
@@ -37,7 +37,7 @@ TEXTS = ["a red thing.", long_caption(1, 30), long_caption(2, 100), long_caption
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("every_path")
     ckpt = train_moved_positions(root)
-    module = load_trained(ckpt)
+    module = MulCLIP.load_trained(ckpt)
     clip = module.backbone.clip
     moved = (getattr(clip, RES_KEY) - clip.frozen_positions).norm(dim=1)
     scale = clip.frozen_positions.norm(dim=1)[KEEP_POSITIONS:].mean()

@@ -14,7 +14,6 @@ from mulclip_pl.export import resolve_format
 from mulclip_pl.model.plain import open_clip_config, plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 
 transformers = pytest.importorskip("transformers")
@@ -46,7 +45,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     ckpt = write_checkpoint(root / "model.ckpt")
     main(["export", "--ckpt", str(ckpt), "--out", str(root / "hf"), "--format", "hf"])
-    return load_trained(ckpt), root / "hf"
+    return MulCLIP.load_trained(ckpt), root / "hf"
 
 
 def _images(n, size=32, seed=0):
@@ -148,7 +147,7 @@ def test_folder_format_with_a_file_suffix_is_refused(tmp_path):
 
 def test_explicit_safetensors_format_loads_in_open_clip(tmp_path):
     ckpt = write_checkpoint(tmp_path / "model.ckpt")
-    module = load_trained(ckpt)
+    module = MulCLIP.load_trained(ckpt)
     out = tmp_path / "weights.safetensors"
     main(["export", "--ckpt", str(ckpt), "--out", str(out), "--format", "safetensors"])
     clip = open_clip.create_model(TEST_MODEL, pretrained=str(out), force_context_length=248).eval()
@@ -176,7 +175,7 @@ def square_exported(tmp_path_factory):
     open_clip.add_model_config(root / f"{SQUARE_MODEL}.json")
     ckpt = write_checkpoint(root / "model.ckpt", model_name=SQUARE_MODEL)
     main(["export", "--ckpt", str(ckpt), "--out", str(root / "hf"), "--format", "hf"])
-    return load_trained(ckpt), root / "hf"
+    return MulCLIP.load_trained(ckpt), root / "hf"
 
 
 def test_square_projections_export_with_their_transpose(square_exported):
@@ -197,7 +196,7 @@ def short_keep_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", ["open_clip", "safetensors", "pt", "hf"])
 def test_every_export_format_keeps_a_non_default_stretch(tmp_path, short_keep_checkpoint, fmt):
-    module = load_trained(short_keep_checkpoint)
+    module = MulCLIP.load_trained(short_keep_checkpoint)
     clip = module.backbone.clip
     assert not torch.equal(clip.frozen_positions[10:20], clip.positional_embedding_res[10:20])
     main(["export", "--ckpt", str(short_keep_checkpoint), "--out", str(tmp_path / "out"), "--format", fmt])

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.export import ExportError, export
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.trained_fixtures import CAPTIONS, LONGCLIP_MODEL, register_longclip_model, write_checkpoint
 
 BLOCK = ("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias", "ln_1.weight",
@@ -64,7 +64,7 @@ def test_longclip_text_forward_gives_mulclips_embeddings(tmp_path, registered, s
     state = torch.load(target, map_location="cpu", weights_only=True)  # what longclip.load does in torch >= 2.6
     assert set(state) == longclip_keys(layers=2) and all(v.dtype == torch.float32 for v in state.values())
     assert state["positional_embedding"].shape == state["positional_embedding_res"].shape == (248, 64)
-    module = load_trained(ckpt)
+    module = MulCLIP.load_trained(ckpt)
     tokens = LongTextTokenizer()(CAPTIONS)  # short, past position 20, past 77
     with torch.no_grad():
         torch.testing.assert_close(F.normalize(longclip_encode_text(state, tokens), dim=-1), module.encode_text(tokens),

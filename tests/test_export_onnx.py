@@ -14,8 +14,8 @@ import torch
 from mulclip_pl.cli import main
 from mulclip_pl.export import ExportError, export
 from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.trained_fixtures import long_caption, write_checkpoint
 
 onnx = pytest.importorskip("onnx")
@@ -32,7 +32,7 @@ TEXTS = [long_caption(0, 7), long_caption(1, 204), long_caption(2, 30), long_cap
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     ckpt = write_checkpoint(root / "model.ckpt")
-    module = load_trained(ckpt)
+    module = MulCLIP.load_trained(ckpt)
     state = module.backbone.clip.state_dict()
     moved = (state[RES_KEY] - state["positional_embedding"])[KEEP_POSITIONS:].norm(dim=1)
     assert moved.min() > 0.1, "the fixture must move every trained text position (rows >= 20) off the frozen table"

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from mulclip_pl.data import GenericCaptions
 from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.preemption import Preempted, Preemption
+from mulclip_pl.training.preemption import Preempted, Preemption
 from mulclip_pl.weights.checkpoints import SafeCheckpoints
 from tests.conftest import TEST_MODEL
 

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.optim import HEAD_PREFIXES, clean_name, param_groups
+from mulclip_pl.training.optim import HEAD_PREFIXES, clean_name, param_groups
 from tests.conftest import TEST_MODEL
 
 

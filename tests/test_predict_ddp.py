@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 
-from mulclip_pl import predict
 from mulclip_pl.data import GenericCaptions
-from mulclip_pl.predict import EmbeddingWriter, merge_parts, part_path
-from mulclip_pl.trained import load_trained
+from mulclip_pl.eval import predict
+from mulclip_pl.eval.predict import EmbeddingWriter, merge_parts, part_path
+from mulclip_pl.module import MulCLIP
 from tests.trained_fixtures import write_captions, write_checkpoint
 
 N = 7  # odd: the two processes get 4 and 3 records (the sampler pads the second with record 0 again)
@@ -29,7 +29,7 @@ def _predict(root, module, captions, devices):
 
 
 def test_two_processes_write_one_table_in_input_order(tmp_path):
-    module = load_trained(write_checkpoint(tmp_path / "model.ckpt"))
+    module = MulCLIP.load_trained(write_checkpoint(tmp_path / "model.ckpt"))
     captions, rows = write_captions(tmp_path / "data", N)
     two = _predict(tmp_path / "two", module, captions, devices=2)
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["embeddings.parquet"]  # the parts are gone

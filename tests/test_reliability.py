@@ -14,7 +14,6 @@ from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.errors import NonFiniteLossError
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList, Crash, LossRecorder, WeightWatcher
 
@@ -102,7 +101,7 @@ def test_export_gives_identical_embeddings_in_plain_open_clip(tmp_path, synth):
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export")])
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "model.pt")])
-    module = load_trained(ckpt)
+    module = MulCLIP.load_trained(ckpt)
     from_dir, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'export'}")
     from_file = open_clip.create_model(TEST_MODEL, pretrained=str(tmp_path / "model.pt"), force_context_length=248)
     images = torch.randn(2, 3, 32, 32)

@@ -13,7 +13,6 @@ from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import PAYLOADS, OpenPayload, ShellPayload
 
@@ -88,7 +87,7 @@ def test_checkpoint_hyper_parameters_cannot_switch_trust_on(files, tmp_path):
 
 
 def test_trusted_old_style_checkpoint_resumes_and_exports(files, tmp_path):
-    old, trained = files["old_style"], load_trained(files["trained"])
+    old, trained = files["old_style"], MulCLIP.load_trained(files["trained"])
     with pytest.raises(SystemExit, match="refused to load"):  # a legit pickled checkpoint still needs the opt-in
         main(_entry_point("ckpt_path", files, tmp_path, old))
     main([*_entry_point("ckpt_path", files, tmp_path, old), "--model.trust_pickle", "true"])

@@ -9,7 +9,6 @@ from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong import generator as synthlong
 from mulclip_pl.model.long_text import stretch_positional_embedding
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 
 
@@ -57,7 +56,7 @@ def test_two_stage_demo_runs_through_the_cli_and_scores_hard_negatives(tmp_path,
 
 def test_init_from_starts_from_the_stretched_towers_of_a_77_position_checkpoint(tmp_path, small_synthlong):
     main(["fit", "--config", "configs/synthlong/stage1.yaml", *_overrides(tmp_path, "stage1"), "--trainer.max_steps", "2"])
-    stage1 = load_trained(tmp_path / "stage1" / "last.ckpt")
+    stage1 = MulCLIP.load_trained(tmp_path / "stage1" / "last.ckpt")
     assert stage1.backbone.context_length == 77
     stage2 = MulCLIP(model_name=TEST_MODEL, init_from=str(tmp_path / "stage1" / "last.ckpt"))
     assert stage2.backbone.context_length == 248

@@ -19,6 +19,7 @@ from torch import nn
 
 from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.model.plain import plain_clip
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LONG_CONTEXT, LongTextTokenizer, OverflowPolicy
 from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 
@@ -66,9 +67,7 @@ def get_tokenizer(source: str | Path, overflow: OverflowPolicy = "truncate") -> 
 
 def _from_checkpoint(path: Path, trust_pickle: bool) -> nn.Module:
     """The checkpoint's towers as a plain open_clip CLIP: what ``mulclip-pl export`` would write."""
-    from mulclip_pl.trained import load_trained  # lazy: Lightning only when a checkpoint is read
-
-    module = load_trained(path, trust_pickle=trust_pickle)
+    module = MulCLIP.load_trained(path, trust_pickle=trust_pickle)
     return plain_clip(module.backbone.clip, module.hparams.model_name, source=str(path))
 
 

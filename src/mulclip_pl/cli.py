@@ -19,10 +19,11 @@ import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Nam
 from mulclip_pl.errors import (
     CaptionTooLongError, DataError, ExportError, HyperParameterError, PretrainedWeightsError, UnsafePickleError,
 )
+from mulclip_pl.eval.predict import EmbeddingWriter
 from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.predict import EmbeddingWriter, output_dir
-from mulclip_pl.preemption import Preemption
+from mulclip_pl.training.preemption import Preemption
+from mulclip_pl.training.run_dir import output_dir
 from mulclip_pl.weights.checkpoints import SafeCheckpoints
 from mulclip_pl.weights.safe_pickle import read_error_gist, refusing_pickles
 

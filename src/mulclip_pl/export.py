@@ -11,7 +11,7 @@ import torch
 
 from mulclip_pl.errors import ExportError
 from mulclip_pl.model.plain import export_open_clip_dir, open_clip_config, plain_open_clip_state
-from mulclip_pl.trained import load_trained
+from mulclip_pl.module import MulCLIP
 
 Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip", "onnx"]
 FILE_FORMATS = {".pt": "pt", ".safetensors": "safetensors"}
@@ -43,7 +43,7 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
             one next to the checkpoint, if any). Every export writes a card: see ``model_card.py``.
     """
     target, fmt = resolve_format(Path(out), format)
-    module = load_trained(ckpt, trust_pickle=trust_pickle)
+    module = MulCLIP.load_trained(ckpt, trust_pickle=trust_pickle)
     clip, name = module.backbone.clip, module.hparams.model_name
     if fmt in ("pt", "safetensors"):
         target.parent.mkdir(parents=True, exist_ok=True)

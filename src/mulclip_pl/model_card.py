@@ -62,7 +62,7 @@ def write_model_card(target: Path, fmt: str, ckpt: str | Path, model_name: str, 
 
 
 def saved_hparams(ckpt: Path, trust_pickle: bool = False) -> dict[str, Any]:
-    """The hyper-parameters as saved (the start files too, which ``load_trained`` resets); the
+    """The hyper-parameters as saved (the start files too, which ``MulCLIP.load_trained`` resets); the
     tensors are memory-mapped, not read."""
     try:
         checkpoint = torch.load(ckpt, map_location="cpu", weights_only=not trust_pickle, mmap=True)

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.data.base import EvalSet
-from mulclip_pl.eval.evaluator import Evaluator
-from mulclip_pl.eval.regions import box_embeddings
+from mulclip_pl.metrics.evaluator import Evaluator
+from mulclip_pl.metrics.regions import box_embeddings
 
 
 def _grid_tokens():
@@ -77,7 +77,7 @@ def test_roi_boxes_pool_patch_tokens_of_the_whole_image():
 
 
 def test_a_negative_identical_to_the_positive_is_a_tie_and_counts_against():
-    from mulclip_pl.eval.hard_negatives import hard_negative_hits
+    from mulclip_pl.metrics.hard_negatives import hard_negative_hits
 
     torch.manual_seed(0)
     images, positives = F.normalize(torch.randn(64, 32), dim=-1), F.normalize(torch.randn(64, 32), dim=-1)

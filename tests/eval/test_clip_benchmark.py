@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from mulclip_pl.cli import main
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 from tests.trained_fixtures import write_checkpoint
 
@@ -55,7 +55,7 @@ def write_both_formats(root):
 
 def test_clip_benchmark_recall_equals_mulclip_pl_test(tmp_path, monkeypatch):
     annotations = write_both_formats(tmp_path / "coco")
-    module = load_trained(write_checkpoint(tmp_path / "model.ckpt"))
+    module = MulCLIP.load_trained(write_checkpoint(tmp_path / "model.ckpt"))
     _assert_no_ties(module, tmp_path / "coco")
 
     main(["test", "--model.model_name", TEST_MODEL, "--model.preset", "global_only", "--ckpt_path",

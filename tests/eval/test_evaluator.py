@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.eval.evaluator import Evaluator, TextCache
+from mulclip_pl.metrics.evaluator import Evaluator, TextCache
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 E = torch.eye(4)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mulclip_pl.data import CIFAR10, EvalSuite, GenericCaptions
-from mulclip_pl.eval.evaluator import Evaluator
-from mulclip_pl.eval.retrieval import RetrievalRecall
-from mulclip_pl.eval.zeroshot import ZeroShotAccuracy
-from mulclip_pl.trained import load_trained
+from mulclip_pl.metrics.evaluator import Evaluator
+from mulclip_pl.metrics.retrieval import RetrievalRecall
+from mulclip_pl.metrics.zeroshot import ZeroShotAccuracy
+from mulclip_pl.module import MulCLIP
 from tests.data import fixtures
 from tests.trained_fixtures import write_captions, write_checkpoint
 
@@ -25,7 +25,7 @@ def _spy(monkeypatch, cls, seen, name):
 
 @pytest.fixture(scope="module")
 def module(tmp_path_factory):
-    return load_trained(write_checkpoint(tmp_path_factory.mktemp("fp32") / "model.ckpt"))
+    return MulCLIP.load_trained(write_checkpoint(tmp_path_factory.mktemp("fp32") / "model.ckpt"))
 
 
 def test_bf16_mixed_evaluation_scores_fp32_embeddings_and_similarities(tmp_path, module, monkeypatch):

@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.eval.evaluator import Evaluator
-from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy, hard_negative_accuracy
+from mulclip_pl.metrics.evaluator import Evaluator
+from mulclip_pl.metrics.hard_negatives import HardNegativeAccuracy, hard_negative_accuracy
 
 
 def test_positive_must_beat_every_negative_and_ties_count_against():

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.eval.retrieval import RetrievalRecall, recall_at_k
-from mulclip_pl.eval.zeroshot import ZeroShotAccuracy
+from mulclip_pl.metrics.retrieval import RetrievalRecall, recall_at_k
+from mulclip_pl.metrics.zeroshot import ZeroShotAccuracy
 
 
 def _basis(n, d=8):

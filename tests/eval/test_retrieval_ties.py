@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from mulclip_pl.data.corpora.karpathy import read_karpathy
 from mulclip_pl.data.datasets import RetrievalDataset, collate
 from mulclip_pl.data.records import ProblemLog
-from mulclip_pl.eval.retrieval import RetrievalRecall, recall_at_k
+from mulclip_pl.metrics.retrieval import RetrievalRecall, recall_at_k
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 E = torch.eye(256)

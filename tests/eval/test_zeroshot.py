@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.eval.evaluator import Evaluator
-from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
+from mulclip_pl.metrics.evaluator import Evaluator
+from mulclip_pl.metrics.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 

@@ -11,10 +11,10 @@ import torch
 
 from mulclip_pl.cli import main
 from mulclip_pl.data.corpora.classification import read_cifar
-from mulclip_pl.eval.zeroshot import build_zeroshot_classifier
-from mulclip_pl.eval.zeroshot_metadata import CIFAR100_CLASSNAMES, templates_for
+from mulclip_pl.metrics.zeroshot import build_zeroshot_classifier
+from mulclip_pl.metrics.zeroshot_metadata import CIFAR100_CLASSNAMES, templates_for
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL
 from tests.trained_fixtures import write_checkpoint
 
@@ -66,7 +66,7 @@ def test_cifar10_class_embeddings_equal_clip_benchmarks(cifar_run, unchecked_cif
                                   dataset.classes, dataset.templates, "cpu", amp=False)  # (d, C)
     _, names = read_cifar(root / "cifar", 10)
     with torch.no_grad():
-        ours = build_zeroshot_classifier(load_trained(ckpt).encode_text, LongTextTokenizer(), names)  # (C, d)
+        ours = build_zeroshot_classifier(MulCLIP.load_trained(ckpt).encode_text, LongTextTokenizer(), names)  # (C, d)
     assert names == dataset.classes and len(dataset.templates) == 18
     torch.testing.assert_close(ours, theirs.T, rtol=0, atol=1e-5)
 

@@ -4,7 +4,6 @@ tensors; training now holds them as 1 element (FSDP shards no 0-dim parameter). 
 import torch
 
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.trained import load_trained
 from mulclip_pl.weights.one_element import one_element_optimizer_moments
 from tests.conftest import TEST_MODEL
 
@@ -20,7 +19,7 @@ def test_a_checkpoint_with_0_dim_scalars_loads_with_its_values(tmp_path):
                 param.fill_(1.5 + len(name) / 100)  # a value no initialisation gives
     old = {k: (v.reshape(()) if k in scalars else v) for k, v in module.state_dict().items()}
     torch.save({"state_dict": old, "hyper_parameters": dict(module.hparams)}, tmp_path / "old.ckpt")
-    restored = load_trained(tmp_path / "old.ckpt")
+    restored = MulCLIP.load_trained(tmp_path / "old.ckpt")
     for name, param in restored.named_parameters():
         if name in scalars:
             assert param.shape == (1,) and param.item() == module.get_parameter(name).item(), name

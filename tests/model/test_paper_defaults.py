@@ -185,7 +185,7 @@ def test_no_function_in_the_package_has_another_default_for_a_documented_flag():
                 wrong.append(f"{where}({name}={parameter.default!r}): METHOD.md says {expected[flag]!r}")
     assert {f"mulclip_pl.{name}" for name in (
         "tokenizer.LongTextTokenizer", "model.long_text.stretch_positional_embedding",
-        "model.long_text.extend_text_context", "model.checkpoints.build_clip", "model.calibration.TokenCalibration",
+        "model.long_text.extend_text_context", "model.build.build_clip", "model.calibration.TokenCalibration",
         "objectives.sap.subcaption_patch_loss", "objectives.wpr.word_patch_reconstruction_loss",
         "data.datasets.CaptionEncoder", "data.caption_tokens.CaptionFields", "data.base.BaseDataModule",
     )} <= checked  # the search reaches the helpers, not only the module and the datamodules

@@ -10,7 +10,6 @@ from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.plain import export_open_clip_dir
 from mulclip_pl.module import MulCLIP
-from mulclip_pl.trained import load_trained
 from tests.conftest import TEST_MODEL, make_batch
 from tests.model.weights_fixtures import quickgelu_model  # noqa: F401 (fixture)
 
@@ -111,7 +110,7 @@ def test_a_single_table_checkpoint_loads_into_the_longclip_layout(tmp_path, toke
         single.backbone.clip.positional_embedding.add_(torch.randn_like(single.backbone.clip.positional_embedding))
     hparams = {k: v for k, v in single.hparams.items() if k != "position_scheme"}  # a checkpoint from before the option
     torch.save({"state_dict": single.state_dict(), "hyper_parameters": hparams}, tmp_path / "old.ckpt")
-    restored = load_trained(tmp_path / "old.ckpt")
+    restored = MulCLIP.load_trained(tmp_path / "old.ckpt")
     assert restored.hparams.position_scheme == "longclip"
     tokens = tokenizer(["word " * 100])
     with torch.no_grad():

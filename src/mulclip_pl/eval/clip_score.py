@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from mulclip_pl.data.images import load_image, upright
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer, OverflowPolicy
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
@@ -31,7 +32,7 @@ class LongCLIPScore(Metric):
     """Mean CLIPScore of (image, caption) pairs, captions up to the model's context (248 after stretch).
 
     Args:
-        model: a ``MulCLIP`` module, a ``mulclip-pl fit`` checkpoint path (read by ``load_trained``),
+        model: a ``MulCLIP`` module, a ``mulclip-pl fit`` checkpoint path (read by ``MulCLIP.load_trained``),
             or an open_clip ``CLIP`` (e.g. ``open_clip.create_model('local-dir:EXPORT')``, or a
             Long-CLIP model built by ``mulclip_pl.model.build.build_clip``).
         tokenizer: texts -> (N, L) token ids; default: open_clip's BPE at the model's context.
@@ -110,9 +111,7 @@ def _open_clip_model(model: nn.Module | str | Path) -> nn.Module:
     are its open_clip towers' (normalised), so the towers alone give the same scores without
     carrying the training heads into the metric."""
     if isinstance(model, (str, Path)):
-        from mulclip_pl.trained import load_trained  # lazy: trained -> module -> eval would circle
-
-        model = load_trained(model)
+        model = MulCLIP.load_trained(model)
     backbone = getattr(model, "backbone", None)
     clip = getattr(backbone, "clip", model)
     if not all(hasattr(clip, name) for name in ("encode_image", "encode_text", "visual", "context_length")):

@@ -59,7 +59,7 @@ def sap_contrast(vbar: torch.Tensor, t_sub: torch.Tensor, sentence_mask: torch.T
                  sentence_keys: torch.Tensor | None = None) -> torch.Tensor:
     """SAP's batch-level half, once the regions ``vbar`` (B, M, d) are pooled: each sentence index
     contrasted across the batch. Training calls it on regions pooled chunk by chunk
-    (``sample_features.py``), so a chunked step can cache them; see ``subcaption_patch_loss``."""
+    (``module/sample_features.py``), so a chunked step can cache them; see ``subcaption_patch_loss``."""
     keys = None if sentence_keys is None else sentence_keys.transpose(0, 1)
     with fp32(vbar):
         return grouped_infonce(vbar.transpose(0, 1), t_sub.transpose(0, 1), logit_scale, sentence_mask.T, keys)

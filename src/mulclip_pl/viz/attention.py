@@ -21,6 +21,7 @@ from PIL import Image
 
 from mulclip_pl.data.images import load_image
 from mulclip_pl.data.text import SentenceSplitter
+from mulclip_pl.module import MulCLIP
 from mulclip_pl.objectives.sap import patch_weights
 from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.viz.geometry import Box, box_on_grid, crop_box, visible_share
@@ -222,10 +223,7 @@ def explain(*, ckpt: str, image: str, caption: str, out: str = "explain.png", ki
         trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
             only for files you trust.
     """
-    from mulclip_pl.module import MulCLIP
-    from mulclip_pl.trained import load_trained
-
-    module = (load_trained(ckpt, trust_pickle) if ckpt.endswith(".ckpt")
+    module = (MulCLIP.load_trained(ckpt, trust_pickle) if ckpt.endswith(".ckpt")
               else MulCLIP(model_name=model_name, pretrained=ckpt, trust_pickle=trust_pickle))
     text = Path(caption).read_text() if caption.endswith(".txt") and Path(caption).is_file() else caption
     picture = load_image(image, Path(image).name)

@@ -5,7 +5,7 @@ scores ``hard_negative_acc``: the percentage of boxes whose positive caption sco
 above all 10 negatives (top-1 of 11, ties count against). How a box becomes an embedding:
 - ``crop`` (default): the box is cut out and encoded as an image (the model's eval transform);
 - ``roi``: the whole image is resized to a square and the patch tokens inside the box are pooled
-  with RoIAlign, as FG-CLIP does (``eval/regions.py``).
+  with RoIAlign, as FG-CLIP does (``metrics/regions.py``).
 """
 
 from __future__ import annotations

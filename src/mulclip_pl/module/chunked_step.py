@@ -20,7 +20,7 @@ from dataclasses import replace
 import lightning as L
 import torch
 
-from mulclip_pl.sample_features import DIFFERENTIABLE, SampleFeatures, sample_features
+from mulclip_pl.module.sample_features import DIFFERENTIABLE, SampleFeatures, sample_features
 
 
 

@@ -1,11 +1,17 @@
-"""MulCLIP's arguments checked before anything is built or read, each error naming its flag."""
+"""MulCLIP's argument types (presets, calibration) and their checks before anything is built or read,
+each error naming its flag."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from mulclip_pl.errors import HyperParameterError
 from mulclip_pl.tokenizer import CLIP_CONTEXT
+
+Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
+PRESETS_WITH_WPR = ("full", "no_sap")  # presets whose loss includes lambda_word * L_word
+PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
+Calibration = Literal["both", "image", "none"]  # which WPR inputs go through an LTC head
 
 
 def validate_hparams(hp: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from mulclip_pl.eval.retrieval import first_occurrence
+from mulclip_pl.metrics.retrieval import first_occurrence
 
 
 def hard_negative_hits(image_emb: torch.Tensor, positive_emb: torch.Tensor, negative_emb: torch.Tensor) -> torch.Tensor:

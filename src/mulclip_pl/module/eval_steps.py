@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from mulclip_pl.eval.evaluator import Evaluator
-from mulclip_pl.eval.retrieval import TieRule
+from mulclip_pl.metrics.evaluator import Evaluator
+from mulclip_pl.metrics.retrieval import TieRule
 
 
 class EvaluationSteps:

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from mulclip_pl.eval.retrieval import first_occurrence
-from mulclip_pl.eval.zeroshot_metadata import Template, templates_for
+from mulclip_pl.metrics.retrieval import first_occurrence
+from mulclip_pl.metrics.zeroshot_metadata import Template, templates_for
 
 
 @torch.no_grad()

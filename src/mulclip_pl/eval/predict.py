@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from mulclip_pl.eval.retrieval import first_occurrence
+from mulclip_pl.metrics.retrieval import first_occurrence
+from mulclip_pl.training.run_dir import output_dir
 
 FILE_NAME = "embeddings.parquet"
 PARTS_FOLDER = ".embeddings-parts"
@@ -40,12 +41,6 @@ FEATURES = datasets.Features({
 # The table's schema (its metadata lets ``datasets`` read the features back) and a part's: which loader, which record.
 SCHEMA = FEATURES.arrow_schema
 PART_SCHEMA = pa.schema([pa.field("loader", pa.int32()), pa.field("index", pa.int64()), *SCHEMA])
-
-
-def output_dir(trainer: L.Trainer) -> Path:
-    """Where a run's tables and embeddings go: next to its logs, else its root folder. Under DDP
-    every rank must call it (``trainer.log_dir`` broadcasts rank 0's folder)."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 class EmbeddingWriter(BasePredictionWriter):

@@ -50,7 +50,7 @@ def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) ->
         t_short = model.encode_text(batch["short"])
         t_sub, sub_mask = span_sentence_features(long.t_tokens, batch["sub_span"], batch["sub_mask"])
     else:
-        (t_short, t_sub), sub_mask = model._encode_short_and_sentences(batch), batch["sub_mask"]
+        (t_short, t_sub), sub_mask = encode_short_and_sentences(model, batch), batch["sub_mask"]
     features = SampleFeatures(v_cls=v_cls, t_long=t_long, t_short=t_short)
     if model.use_wpr:
         words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
@@ -68,3 +68,18 @@ def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) ->
             features.vbar = region_embeddings(patch_weights(t_sub, v_loc, hp.tau_s, model.sap_top_k), v_loc)
         features.t_sub, features.sub_mask = t_sub, sub_mask
     return features
+
+
+def encode_short_and_sentences(model: L.LightningModule,
+                               batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP)."""
+    short, subs, sub_mask = batch["short"], batch["sub"], batch["sub_mask"]
+    if not model.use_sap:
+        return model.encode_text(short), None
+    width = max(short.shape[1], subs.shape[2])
+    texts = torch.cat([F.pad(short, (0, width - short.shape[1])), F.pad(subs[sub_mask], (0, width - subs.shape[2]))])
+    encoded = model.encode_text(texts)
+    t_short = encoded[: short.shape[0]]
+    t_sub = encoded.new_zeros(*sub_mask.shape, encoded.shape[-1])
+    t_sub[sub_mask] = encoded[short.shape[0]:]
+    return t_short, t_sub

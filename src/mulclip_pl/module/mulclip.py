@@ -1,42 +1,41 @@
-"""The MulCLIP LightningModule: backbone + calibration heads + the three objectives (docs/METHOD.md §1-§7)."""
+"""The MulCLIP LightningModule: backbone + calibration heads + the three objectives (docs/METHOD.md §1-§7).
+
+Its hooks for fit (``training_hooks.py``) and for validate / test / predict (``eval_steps.py``) are mixins;
+``MulCLIP.load_trained`` brings a trained one back from its checkpoint.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl import random_state
-from mulclip_pl.bad_inputs import BadInputReport
-from mulclip_pl.chunked_step import cached_features
-from mulclip_pl.eval.retrieval import TieRule
-from mulclip_pl.eval.steps import EvaluationSteps
-from mulclip_pl.hparams import validate_hparams
+from mulclip_pl.errors import PretrainedWeightsError
+from mulclip_pl.metrics.retrieval import TieRule
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.long_text import KEEP_POSITIONS, PositionScheme
-from mulclip_pl.nonfinite import NonFiniteGuard
+from mulclip_pl.module.chunked_step import cached_features
+from mulclip_pl.module.eval_steps import EvaluationSteps
+from mulclip_pl.module.hparams import PRESETS_WITH_SAP, PRESETS_WITH_WPR, Calibration, Preset, validate_hparams
+from mulclip_pl.module.sample_features import sample_features
+from mulclip_pl.module.training_hooks import TrainingHooks
 from mulclip_pl.objectives.contrastive import infonce
 from mulclip_pl.objectives.identical_texts import text_keys
 from mulclip_pl.objectives.sap import sap_contrast
-from mulclip_pl.optim import param_groups, warmup_cosine
-from mulclip_pl.sample_features import sample_features
 from mulclip_pl.tokenizer import LONG_CONTEXT
+from mulclip_pl.training.bad_inputs import BadInputReport
+from mulclip_pl.training.nonfinite import NonFiniteGuard
 from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
-from mulclip_pl.weights.one_element import match_one_element_shapes, one_element_optimizer_moments
+from mulclip_pl.weights.one_element import match_one_element_shapes
 
 log = logging.getLogger(__name__)
-
-Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
-PRESETS_WITH_WPR = ("full", "no_sap")  # presets whose loss includes lambda_word * L_word
-PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
-Calibration = Literal["both", "image", "none"]  # which WPR inputs go through an LTC head
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Losses:
     terms: dict[str, torch.Tensor]
 
 
-class MulCLIP(EvaluationSteps, L.LightningModule):
+class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
     """MulCLIP fine-tuning of an open_clip ViT CLIP on long captions (docs/METHOD.md).
 
     Args:
@@ -188,6 +187,26 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
             self.load_state_dict(usable, strict=False)
         log.info("init_from %s: CLIP towers and %d of %d calibration tensors loaded", source, len(usable), len(heads))
 
+    @classmethod
+    def load_trained(cls, ckpt: str | Path, trust_pickle: bool = False) -> MulCLIP:
+        """The module saved in ``ckpt`` (a ``mulclip-pl fit`` checkpoint), in eval mode, on the CPU: for
+        export, maps, metrics and notebooks.
+
+        Its weights come from the checkpoint alone: the files it was first built from
+        (``pretrained`` / ``init_from``) are not read again, and need not exist any more. The file
+        is read with ``weights_only=True``, so a crafted checkpoint cannot run code; one that needs
+        full unpickling is refused unless ``trust_pickle`` (only for files you trust).
+        """
+        path = Path(ckpt).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(f"checkpoint not found: {path}")
+        state, hparams = read_lightning_checkpoint(path, with_hparams=True, trust_pickle=trust_pickle)
+        arguments = {k: v for k, v in hparams.items() if not k.startswith("_")}  # Lightning's own entries (_instantiator)
+        # No file is read again, so the saved trust_pickle has nothing to apply to: reset it.
+        module = cls(**{**arguments, "pretrained": None, "init_from": None, "trust_pickle": False})
+        module.load_state_dict(state)
+        return module.eval()
+
     # ------------------------------------------------------------------ inference API
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, d) normalised image embeddings (plain CLIP cost)."""
@@ -241,19 +260,6 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         hp = self.hparams
         return hp.lambda_word * min(1.0, (self.global_step + 1) / hp.word_warmup_steps) if hp.word_warmup_steps else hp.lambda_word
 
-    def _encode_short_and_sentences(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP)."""
-        short, subs, sub_mask = batch["short"], batch["sub"], batch["sub_mask"]
-        if not self.use_sap:
-            return self.encode_text(short), None
-        width = max(short.shape[1], subs.shape[2])
-        texts = torch.cat([F.pad(short, (0, width - short.shape[1])), F.pad(subs[sub_mask], (0, width - subs.shape[2]))])
-        encoded = self.encode_text(texts)
-        t_short = encoded[: short.shape[0]]
-        t_sub = encoded.new_zeros(*sub_mask.shape, encoded.shape[-1])
-        t_sub[sub_mask] = encoded[short.shape[0]:]
-        return t_short, t_sub
-
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         self._bad_inputs.add(batch)  # replaced in the batch by good samples: counted, listed each epoch
@@ -268,47 +274,6 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
         self.log("train/logit_scale", self.logit_scale(), batch_size=batch_size)
         self.log("data/truncated_captions", float(batch.get("n_truncated", 0)), reduce_fx="sum", batch_size=batch_size)
         return losses.total
-
-    def on_train_start(self) -> None:
-        self._bad_inputs.start(self.trainer)
-
-    def on_train_epoch_end(self) -> None:
-        """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""
-        skipped = float(self._bad_inputs.end_epoch(self.trainer))  # already summed over ranks: "max" keeps it
-        self.log("data/skipped_samples", skipped, sync_dist=True, reduce_fx="max")
-        if self._truncated and self.hparams.long_weight > 0:  # a summaries-only run does not train on them
-            log.warning("epoch %d: %d long captions were cut to %d tokens (data/truncated_captions; "
-                        "data.overflow=error to refuse them)", self.current_epoch, self._truncated,
-                        self.backbone.context_length)
-        self._truncated = 0
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = random_state.capture_ranks(self.trainer.world_size if self._trainer else 1)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume continues each rank's global random streams (shuffling and per-sample choices are seeded by the data)."""
-        one_element_optimizer_moments(checkpoint)
-        if "rng_states" in checkpoint:
-            trainer = self._trainer
-            random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,
-                                      trainer.world_size if trainer else 1)
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        with torch.no_grad():  # CLIP clamps the learned temperature after each step
-            self.backbone.logit_scale.clamp_(0, math.log(self.hparams.max_logit_scale))
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.AdamW(param_groups(self, hp.lr, hp.head_lr, hp.weight_decay), betas=(0.9, 0.98), eps=1e-6)
-        # The length is read lazily: asking for it here would build the train loader before a
-        # resumed run restores the loader's position, and Lightning would not restore it after.
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(hp.warmup_steps, self._total_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def _total_steps(self) -> int:
-        if self._schedule_length is None:
-            self._schedule_length = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
-        return self._schedule_length
 
 
 def _prefixed(state: dict[str, torch.Tensor] | None, prefix: str) -> dict[str, torch.Tensor] | None:

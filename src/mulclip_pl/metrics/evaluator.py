@@ -20,10 +20,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from mulclip_pl.eval.hard_negatives import HardNegativeAccuracy
-from mulclip_pl.eval.regions import box_embeddings
-from mulclip_pl.eval.retrieval import RetrievalRecall, TieRule
-from mulclip_pl.eval.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
+from mulclip_pl.metrics.hard_negatives import HardNegativeAccuracy
+from mulclip_pl.metrics.regions import box_embeddings
+from mulclip_pl.metrics.retrieval import RetrievalRecall, TieRule
+from mulclip_pl.metrics.zeroshot import ZeroShotAccuracy, build_zeroshot_classifier
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -35,7 +35,7 @@ class Evaluator(nn.Module):
 
     def __init__(self, ties: TieRule = "pessimistic") -> None:
         super().__init__()
-        self.ties = ties  # how equal retrieval scores count (eval/retrieval.py)
+        self.ties = ties  # how equal retrieval scores count (metrics/retrieval.py)
         self.metrics = nn.ModuleDict()
         self.sets: list = []
         self.class_weights: dict[str, torch.Tensor] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 
 from mulclip_pl.distributed import gather_from_ranks
-from mulclip_pl.predict import output_dir
+from mulclip_pl.training.run_dir import output_dir
 
 log = logging.getLogger(__name__)
 LIST_FILE = "bad_inputs.tsv"

@@ -1,0 +1,68 @@
+"""The MulCLIP LightningModule's hooks around its training step: the run's bookkeeping, not its forward.
+
+Each epoch, bad input replaced and long captions cut are reported (``training/bad_inputs.py``); each
+checkpoint keeps every rank's random streams and a resume restores them (``training/random_state.py``),
+reading optimizer moments saved with 0-dim scalars too (``weights/one_element.py``); after each step
+CLIP's temperature is clamped; the optimizer is AdamW over ``training/optim.py``'s groups, warm-up then
+cosine decay.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+
+from mulclip_pl.training import random_state
+from mulclip_pl.training.optim import param_groups, warmup_cosine
+from mulclip_pl.weights.one_element import one_element_optimizer_moments
+
+log = logging.getLogger(__name__)
+
+
+class TrainingHooks:
+    """Mixin for ``MulCLIP``: its fit-time hooks other than ``training_step``. ``MulCLIP.__init__`` sets the
+    state they keep (``_bad_inputs``, ``_truncated``, ``_schedule_length``)."""
+
+    def on_train_start(self) -> None:
+        self._bad_inputs.start(self.trainer)
+
+    def on_train_epoch_end(self) -> None:
+        """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""
+        skipped = float(self._bad_inputs.end_epoch(self.trainer))  # already summed over ranks: "max" keeps it
+        self.log("data/skipped_samples", skipped, sync_dist=True, reduce_fx="max")
+        if self._truncated and self.hparams.long_weight > 0:  # a summaries-only run does not train on them
+            log.warning("epoch %d: %d long captions were cut to %d tokens (data/truncated_captions; "
+                        "data.overflow=error to refuse them)", self.current_epoch, self._truncated,
+                        self.backbone.context_length)
+        self._truncated = 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = random_state.capture_ranks(self.trainer.world_size if self._trainer else 1)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume continues each rank's global random streams (shuffling and per-sample choices are seeded by the data)."""
+        one_element_optimizer_moments(checkpoint)
+        if "rng_states" in checkpoint:
+            trainer = self._trainer
+            random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,
+                                      trainer.world_size if trainer else 1)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad():  # CLIP clamps the learned temperature after each step
+            self.backbone.logit_scale.clamp_(0, math.log(self.hparams.max_logit_scale))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(param_groups(self, hp.lr, hp.head_lr, hp.weight_decay), betas=(0.9, 0.98), eps=1e-6)
+        # The length is read lazily: asking for it here would build the train loader before a
+        # resumed run restores the loader's position, and Lightning would not restore it after.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(hp.warmup_steps, self._total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        if self._schedule_length is None:
+            self._schedule_length = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        return self._schedule_length

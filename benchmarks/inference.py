@@ -19,8 +19,8 @@ from contextlib import nullcontext
 import open_clip
 import torch
 
+from mulclip_pl.export.open_clip_dir import export_open_clip_dir
 from mulclip_pl.model.build import build_clip
-from mulclip_pl.model.plain import export_open_clip_dir
 
 
 def throughput(fn, batch: int, repeats: int, device: torch.device) -> float:

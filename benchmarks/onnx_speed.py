@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from mulclip_pl.export_onnx import IMAGE_FILE, TEXT_FILE, export_onnx_dir, plain_clip
+from mulclip_pl.export.onnx import IMAGE_FILE, TEXT_FILE, export_onnx_dir, plain_clip
 from mulclip_pl.model.build import build_clip
 
 

@@ -111,7 +111,7 @@ def _longclip_embeddings(path, pixels):
 def _onnx_embeddings(folder, pixels):
     """onnxruntime on the exported graphs (the ids' length is checked by our wrapper)."""
     onnxruntime = pytest.importorskip("onnxruntime")
-    from mulclip_pl.export_onnx import OnnxTextEncoder
+    from mulclip_pl.export.onnx import OnnxTextEncoder
 
     image = onnxruntime.InferenceSession(str(folder / "image_encoder.onnx"), providers=["CPUExecutionProvider"])
     image_emb = image.run(None, {image.get_inputs()[0].name: pixels.numpy()})[0]

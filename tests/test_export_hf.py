@@ -10,14 +10,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mulclip_pl.cli import main
-from mulclip_pl.export import resolve_format
-from mulclip_pl.model.plain import open_clip_config, plain_open_clip_state
+from mulclip_pl.export.command import resolve_format
+from mulclip_pl.export.open_clip_dir import open_clip_config
+from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL
 
 transformers = pytest.importorskip("transformers")
-from mulclip_pl.export_hf import convert_state_dict, export_hf_dir  # noqa: E402
+from mulclip_pl.export.hf import convert_state_dict, export_hf_dir  # noqa: E402
 
 CAPTIONS = [
     "A red ball sits on Dr. Smith's wooden table; it's 3.5 m wide!",

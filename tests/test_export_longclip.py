@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mulclip_pl.export import ExportError, export
+from mulclip_pl.errors import ExportError
+from mulclip_pl.export import export
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.trained_fixtures import CAPTIONS, LONGCLIP_MODEL, register_longclip_model, write_checkpoint

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mulclip_pl.cli import main
-from mulclip_pl.export import ExportError, export
+from mulclip_pl.errors import ExportError
+from mulclip_pl.export import export
 from mulclip_pl.model.long_text import KEEP_POSITIONS, RES_KEY
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
@@ -21,7 +22,7 @@ from tests.trained_fixtures import long_caption, write_checkpoint
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-from mulclip_pl.export_onnx import IMAGE_FILE, TEXT_FILE, OnnxTextEncoder  # noqa: E402
+from mulclip_pl.export.onnx import IMAGE_FILE, TEXT_FILE, OnnxTextEncoder  # noqa: E402
 
 ATOL = 1e-4
 # 10 tokens, 240 tokens (past CLIP's 77, deep into the trained rows), 37, 142, and one cut to 248 (EOT last).

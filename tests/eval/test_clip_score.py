@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from mulclip_pl.eval import LongCLIPScore
-from mulclip_pl.model.plain import export_open_clip_dir
+from mulclip_pl.export.open_clip_dir import export_open_clip_dir
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL

@@ -6,9 +6,10 @@ import torch
 from safetensors.torch import save_file
 
 from mulclip_pl.errors import PretrainedWeightsError, UnsafePickleError
+from mulclip_pl.export.open_clip_dir import export_open_clip_dir
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.build import build_clip
-from mulclip_pl.model.plain import export_open_clip_dir, plain_open_clip_state
+from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 from tests.conftest import TEST_MODEL
 from tests.helpers.pickles import OpenPayload

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from mulclip_pl.errors import PretrainedWeightsError
+from mulclip_pl.export.open_clip_dir import export_open_clip_dir
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.build import build_clip
-from mulclip_pl.model.plain import export_open_clip_dir
 from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL, make_batch
 from tests.model.weights_fixtures import quickgelu_model  # noqa: F401 (fixture)

@@ -130,7 +130,7 @@ def _how_to_load(fmt: str, here: str, model_name: str, context: int) -> str:
 
 
 def _how_to_load_onnx(here: str, model_name: str, context: int) -> str:
-    """The onnxruntime snippet, and what the two graphs take and give (``export_onnx.py``)."""
+    """The onnxruntime snippet, and what the two graphs take and give (``onnx.py``)."""
     code = (f"import json\nimport onnxruntime as ort\nimport open_clip\nfrom PIL import Image\n"
             f"text_encoder = ort.InferenceSession('{here}/text_encoder.onnx')\n"
             f"image_encoder = ort.InferenceSession('{here}/image_encoder.onnx')\n"

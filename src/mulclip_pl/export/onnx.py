@@ -8,7 +8,7 @@ fixed, so onnxruntime itself refuses ids of another length with a shape error (`
 below refuses them first, with a message that says what to do).
 
 What is exported is the *plain* open_clip model that ``mulclip_pl.load`` gives (one merged position
-table, ``checkpoints.plain_clip``), not the training-time object: the graph then does not depend on
+table, ``model.plain.plain_clip``), not the training-time object: the graph then does not depend on
 how positions are held while training (Long-CLIP's two tables, or one). Each graph is open_clip's own
 ``encode_image`` / ``encode_text``: the text graph pools at ``argmax(ids)`` (EOT, 49407, is the
 largest id) as CLIP does, and both outputs are unnormalised, equal to ``MulCLIP.encode_image`` /
@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mulclip_pl.export_hf import write_image_processor_config
-from mulclip_pl.model.plain import open_clip_config, plain_clip
+from mulclip_pl.export.hf import write_image_processor_config
+from mulclip_pl.export.open_clip_dir import open_clip_config
+from mulclip_pl.model.plain import plain_clip
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 IMAGE_FILE, TEXT_FILE, TOKENIZER_NOTE = "image_encoder.onnx", "text_encoder.onnx", "tokenizer.md"
@@ -112,7 +113,7 @@ ids = tokenizer(['a long caption ...']).numpy()  # (N, {context}) int64
 # or, with mulclip-pl installed (counts or refuses over-long texts, and checks the length):
 from mulclip_pl.tokenizer import LongTextTokenizer
 ids = LongTextTokenizer({context}, overflow='error')(['a long caption ...']).numpy()
-from mulclip_pl.export_onnx import OnnxTextEncoder
+from mulclip_pl.export.onnx import OnnxTextEncoder
 embedding = OnnxTextEncoder('{TEXT_FILE}')(ids)  # (N, d), not normalised
 ```
 """

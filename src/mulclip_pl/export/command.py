@@ -1,6 +1,6 @@
-"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights, as a Hugging
-Face transformers CLIP folder (``--format hf``, see ``export_hf.py``), or as ONNX graphs
-(``--format onnx``, see ``export_onnx.py``)."""
+"""``mulclip-pl export``: a trained model's CLIP towers as plain open_clip weights (``open_clip_dir.py``), as a
+Hugging Face transformers CLIP folder (``--format hf``, see ``hf.py``), as ONNX graphs (``--format onnx``, see
+``onnx.py``) or as a Long-CLIP weights file (``--format longclip``, see ``longclip.py``), with a model card."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from typing import Literal
 import torch
 
 from mulclip_pl.errors import ExportError
-from mulclip_pl.model.plain import export_open_clip_dir, open_clip_config, plain_open_clip_state
+from mulclip_pl.export.hf import export_hf_dir
+from mulclip_pl.export.longclip import write_longclip
+from mulclip_pl.export.model_card import write_model_card
+from mulclip_pl.export.onnx import export_onnx_dir
+from mulclip_pl.export.open_clip_dir import export_open_clip_dir, open_clip_config
+from mulclip_pl.model.plain import plain_open_clip_state
 from mulclip_pl.module import MulCLIP
 
 Format = Literal["open_clip", "pt", "safetensors", "hf", "longclip", "onnx"]
@@ -32,9 +37,9 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
             or ``--model.pretrained OUT``); ``hf`` (a folder for transformers' ``CLIPModel`` /
             ``CLIPTokenizer`` / ``CLIPImageProcessor.from_pretrained``, needs
             ``pip install 'mulclip-pl[hf]'``); ``longclip`` (a ``.pt`` file for Long-CLIP's
-            ``longclip.load``, see ``export_longclip.py``); ``onnx`` (a folder: ``image_encoder.onnx``,
+            ``longclip.load``, see ``longclip.py``); ``onnx`` (a folder: ``image_encoder.onnx``,
             ``text_encoder.onnx`` taking (N, 248) int64 ids, ``tokenizer.md``; both give the
-            unnormalised embeddings, see ``export_onnx.py``; needs ``pip install 'mulclip-pl[onnx]'``).
+            unnormalised embeddings, see ``onnx.py``; needs ``pip install 'mulclip-pl[onnx]'``).
             Default: from the suffix of ``out`` (``.pt``, ``.safetensors``, else ``open_clip``); a
             file format adds its suffix when OUT has none.
         trust_pickle: read a ``ckpt`` that needs full unpickling, which can run code hidden in it:
@@ -55,27 +60,19 @@ def export(*, ckpt: str, out: str, format: Format | None = None, trust_pickle: b
 
             save_file(state, str(target))
     elif fmt == "hf":
-        from mulclip_pl.export_hf import export_hf_dir
-
         try:
             export_hf_dir(clip, target, open_clip_config(clip, name)["preprocess_cfg"])
         except ImportError as exc:  # transformers is an optional extra
             raise ExportError(str(exc)) from exc
     elif fmt == "onnx":
-        from mulclip_pl.export_onnx import export_onnx_dir
-
         try:
             export_onnx_dir(clip, name, target, source=str(ckpt))
         except ImportError as exc:  # onnx and onnxscript are an optional extra
             raise ExportError(str(exc)) from exc
     elif fmt == "longclip":
-        from mulclip_pl.export_longclip import write_longclip
-
         write_longclip(clip, name, target)
     else:
         export_open_clip_dir(clip, name, target)
-    from mulclip_pl.model_card import write_model_card
-
     write_model_card(target, fmt, ckpt, name, int(clip.context_length), results, trust_pickle)
     print(f"exported {name} ({clip.context_length} text positions) as {fmt} to {target}")
     return target

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.register_assert_rewrite("tests.helpers.training")  # its resume check's asserts explain themselves
 torch.set_num_threads(2)
 
 TEST_MODEL = "mulclip-test"  # 32 px, patch 8 (16 patches), width 64, 2 layers, d = 32

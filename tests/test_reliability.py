@@ -6,7 +6,6 @@ import lightning as L
 import open_clip
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mulclip_pl.cli import main
 from mulclip_pl.data import GenericCaptions
@@ -15,7 +14,9 @@ from mulclip_pl.errors import NonFiniteLossError
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
-from tests.helpers.training import BatchList, Crash, LossRecorder, WeightWatcher
+from tests.helpers.training import (
+    BatchList, WeightWatcher, assert_resume_matches_straight_run, fit_checkpointing_every_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,30 +24,14 @@ def synth(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("synth"), image_size=32, sizes={"train": 12, "val": 4, "test": 4})
 
 
-def _fit(synth, root, recorder, ckpt_path=None, workers=0):
-    L.seed_everything(0, workers=True)
-    torch.manual_seed(0)
-    module = MulCLIP(model_name=TEST_MODEL, lr=1e-3, head_lr=1e-3, warmup_steps=2)
-    data = GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=4, num_workers=workers, max_sentences=2)
-    checkpoint = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=1)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=root,
-                        callbacks=[recorder, checkpoint], enable_model_summary=False)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    return module
-
-
 @pytest.mark.parametrize("crash_at_step,workers", [(3, 0), (5, 0), (5, 2)])  # epoch end, mid-epoch, with workers
 def test_resume_matches_uninterrupted_run_step_for_step(tmp_path, synth, crash_at_step, workers):
-    straight = LossRecorder()
-    reference = _fit(synth, tmp_path / "a", straight, workers=workers)
-    first, resumed = LossRecorder(crash_at_step=crash_at_step), LossRecorder()
-    with pytest.raises(Crash):
-        _fit(synth, tmp_path / "b", first, workers=workers)
-    continued = _fit(synth, tmp_path / "b", resumed, ckpt_path=str(tmp_path / "b" / "last.ckpt"), workers=workers)
-    assert first.samples + resumed.samples == straight.samples  # same data, same order, nothing repeated
-    assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)
-    for (name, a), b in zip(reference.state_dict().items(), continued.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
+    def data():
+        return GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=4, num_workers=workers, max_sentences=2)
+
+    assert_resume_matches_straight_run(
+        lambda root, recorder, ckpt_path=None: fit_checkpointing_every_step(data, root, recorder, 3, ckpt_path),
+        tmp_path, crash_at_step)
 
 
 def _nan_batches(pattern):

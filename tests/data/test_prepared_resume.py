@@ -1,43 +1,22 @@
 """Training from prepared shards resumes mid-epoch exactly, map-style and streaming (as the file path does)."""
 
-import lightning as L
 import pytest
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mulclip_pl.data import Prepared
-from mulclip_pl.module import MulCLIP
-from tests.conftest import TEST_MODEL
-from tests.helpers.training import Crash, LossRecorder
-
-
-def _fit(prepared, root, recorder, streaming, workers, batch_size, ckpt_path=None):
-    L.seed_everything(0, workers=True)
-    torch.manual_seed(0)
-    module = MulCLIP(model_name=TEST_MODEL, lr=1e-3, head_lr=1e-3, warmup_steps=2)
-    data = Prepared(path=str(prepared), streaming=streaming, batch_size=batch_size, num_workers=workers, max_sentences=2)
-    checkpoint = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=1)
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=root,
-                        callbacks=[recorder, checkpoint], enable_model_summary=False)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    return module
+from tests.helpers.training import assert_resume_matches_straight_run, fit_checkpointing_every_step
 
 
 # map-style: 3 steps an epoch, crash mid-epoch 2; streaming, 2 workers taking turns: 4 steps an epoch,
 # crash after the first batch of epoch 2 (the resumed epoch must start with worker 1's batch)
 @pytest.mark.parametrize("streaming,workers,batch_size,crash_at_step", [(False, 0, 4, 5), (True, 2, 3, 6)])
 def test_prepared_resume_matches_uninterrupted_run(tmp_path, prepared12, streaming, workers, batch_size, crash_at_step):
-    straight = LossRecorder()
-    reference = _fit(prepared12, tmp_path / "a", straight, streaming, workers, batch_size)
-    first, resumed = LossRecorder(crash_at_step=crash_at_step), LossRecorder()
-    with pytest.raises(Crash):
-        _fit(prepared12, tmp_path / "b", first, streaming, workers, batch_size)
-    continued = _fit(prepared12, tmp_path / "b", resumed, streaming, workers, batch_size,
-                     ckpt_path=str(tmp_path / "b" / "last.ckpt"))
-    assert first.samples + resumed.samples == straight.samples  # same data, same order, nothing repeated
-    assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)
-    for (name, a), b in zip(reference.state_dict().items(), continued.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=name)
+    def data():
+        return Prepared(path=str(prepared12), streaming=streaming, batch_size=batch_size, num_workers=workers,
+                        max_sentences=2)
+
+    assert_resume_matches_straight_run(
+        lambda root, recorder, ckpt_path=None: fit_checkpointing_every_step(data, root, recorder, 2, ckpt_path),
+        tmp_path, crash_at_step)
 
 
 def _streaming_loader(prepared, workers, batch_size, epoch):

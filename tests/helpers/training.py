@@ -1,10 +1,18 @@
-"""Pieces of small Lightning fits: a data module over ready-made batches, a loss recorder that can crash a run."""
+"""Pieces of small Lightning fits: a data module over ready-made batches, a loss recorder that can crash a run,
+and the check that a run crashed mid-way and resumed from its last checkpoint equals one straight run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import lightning as L
+import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from mulclip_pl.module import MulCLIP
+from tests.conftest import TEST_MODEL
 
 
 class BatchList(L.LightningDataModule):
@@ -48,3 +56,34 @@ class WeightWatcher(Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.changed.append(not torch.equal(self.before, module.backbone.clip.visual.proj))
         self.losses.append(outputs["loss"].item() if outputs else None)
+
+
+def fit_checkpointing_every_step(make_data: Callable[[], L.LightningDataModule], root: Path, recorder: LossRecorder,
+                                 max_epochs: int, ckpt_path: str | None = None) -> MulCLIP:
+    """A seeded fit of a small ``MulCLIP`` on ``make_data()`` (made after seeding) that writes ``root/last.ckpt``
+    after every step, so that a crash anywhere can resume (``ckpt_path``)."""
+    L.seed_everything(0, workers=True)
+    torch.manual_seed(0)
+    module = MulCLIP(model_name=TEST_MODEL, lr=1e-3, head_lr=1e-3, warmup_steps=2)
+    data = make_data()
+    checkpoint = ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=1)
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        default_root_dir=root, callbacks=[recorder, checkpoint], enable_model_summary=False)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return module
+
+
+def assert_resume_matches_straight_run(fit: Callable[..., MulCLIP], root: Path, crash_at_step: int) -> None:
+    """``fit(folder, recorder, ckpt_path=None)`` once straight (``root/a``) and once crashed at ``crash_at_step``
+    then resumed from its ``last.ckpt`` (``root/b``): the same samples in the same order, the same losses and
+    the same final weights."""
+    straight = LossRecorder()
+    reference = fit(root / "a", straight)
+    first, resumed = LossRecorder(crash_at_step=crash_at_step), LossRecorder()
+    with pytest.raises(Crash):
+        fit(root / "b", first)
+    continued = fit(root / "b", resumed, ckpt_path=str(root / "b" / "last.ckpt"))
+    assert first.samples + resumed.samples == straight.samples  # same data, same order, nothing repeated
+    assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)
+    for (name, a), b in zip(reference.state_dict().items(), continued.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

@@ -4,7 +4,8 @@ From Python, a trained model in open_clip's shape (see ``mulclip_pl.api``)::
 
     model, preprocess, tokenizer = mulclip_pl.load("runs/docci/last.ckpt")   # or an export folder
 
-Names are imported on first use, so ``import mulclip_pl.data`` does not pull in the model code.
+Names are imported on first use, so ``import mulclip_pl.data`` does not pull in the model code. The wings
+(``weights``, ``model``, ``data``, ``module``, ``export``, ...) and which imports which: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

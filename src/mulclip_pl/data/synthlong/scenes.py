@@ -72,8 +72,9 @@ def caption(objects: list[SceneObject], variants: list[int], stated_count: int |
     return " ".join([intro, *(describe(o, v) for o, v in zip(objects, variants))])
 
 
-def random_scene(rng: random.Random) -> list[SceneObject]:
-    cells = rng.sample([(r, c) for r in range(3) for c in range(3)], rng.randint(2, 6))
+def random_scene(rng: random.Random, objects: tuple[int, int] = (2, 6)) -> list[SceneObject]:
+    """A scene of ``objects`` (fewest, most) objects in distinct grid cells, all attributes at random."""
+    cells = rng.sample([(r, c) for r in range(3) for c in range(3)], rng.randint(*objects))
     return [
         SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES)), rng.choice(TEXTURES), r, c)
         for r, c in cells

@@ -168,6 +168,6 @@ def test_sizes_follow_synthlongs_splits_and_share_a_folder_with_it(tmp_path, mon
 def test_stage_1_trains_on_alt_text_and_stage_2_on_synthlong_long_captions_only():
     stage1 = yaml.safe_load(open("configs/synthlong/stage1.yaml"))
     stage2 = yaml.safe_load(open("configs/synthlong/stage2.yaml"))
-    assert stage1["data"]["class_path"] == "mulclip_pl.data.synthlong_web.SynthLongWeb"
+    assert stage1["data"]["class_path"] == "mulclip_pl.data.SynthLongWeb"
     assert stage1["model"]["long_weight"] == 0.0 and stage1["model"]["context_length"] == 77
     assert stage2["data"]["class_path"] == "mulclip_pl.data.SynthLong"  # the shifted set is never a training set

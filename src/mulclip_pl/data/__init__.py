@@ -7,8 +7,7 @@ Core (this folder): ``records`` (what readers return, bad-input bookkeeping), ``
 ``synthlong/`` (the procedural data set) and ``prepared/`` (pre-tokenised shards, ``mulclip-pl
 prepare``). Below it only ``mulclip_pl.tokenizer``, ``errors`` and ``weights.safe_pickle``.
 
-Every datamodule a config names is exported here (``class_path: mulclip_pl.data.<Name>``);
-``synthlong_web`` is the module configs/synthlong/*.yaml name as ``mulclip_pl.data.synthlong_web.SynthLongWeb``.
+Every datamodule a config names is exported here (``class_path: mulclip_pl.data.<Name>``).
 """
 
 from mulclip_pl.data.base import BaseDataModule
@@ -19,11 +18,10 @@ from mulclip_pl.data.corpora.datamodules import (
 from mulclip_pl.data.corpora.fgovd_datamodule import FGOVD
 from mulclip_pl.data.eval_suite import EvalSuite
 from mulclip_pl.data.prepared import HFCaptions, Prepared
-from mulclip_pl.data.synthlong import SynthLong, SynthLongShifted
-from mulclip_pl.data.synthlong import web as synthlong_web  # noqa: F401 (configs' class_path, see above)
+from mulclip_pl.data.synthlong import SynthLong, SynthLongShifted, SynthLongWeb
 
 __all__ = [
     "BaseDataModule", "COCO", "CIFAR10", "CIFAR100", "DCI", "DOCCI", "EvalSuite", "FGOVD", "Flickr30K",
     "GenericCaptions", "HFCaptions", "ImageFolder", "ImageNet", "ImageNetO", "ImageNetV2", "Prepared", "ShareGPT4V",
-    "SynthLong", "SynthLongShifted", "Urban1K",
+    "SynthLong", "SynthLongShifted", "SynthLongWeb", "Urban1K",
 ]

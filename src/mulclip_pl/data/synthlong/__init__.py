@@ -6,8 +6,7 @@
 - ``generator``: writes a split as generic jsonl + PNGs; ``SynthLong`` / ``SynthLongShifted`` read it;
 - ``web``: stage 1's short alt-text captions over both domains (``SynthLongWeb``).
 
-The datamodules are exported here; ``mulclip_pl.data`` exports ``SynthLong`` and ``SynthLongShifted``, and
-keeps ``mulclip_pl.data.synthlong_web.SynthLongWeb`` (configs/synthlong/*.yaml) resolving.
+The datamodules are exported here and by ``mulclip_pl.data`` (``class_path: mulclip_pl.data.SynthLongWeb``).
 """
 
 from mulclip_pl.data.synthlong.generator import SynthLong, SynthLongShifted

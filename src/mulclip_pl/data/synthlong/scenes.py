@@ -2,9 +2,9 @@
 
 Each image holds 2-6 objects; each object has a shape, colour, size, texture and grid position.
 The long caption has one detailed sentence per object, long enough that a 77-token model loses
-the later ones; the summary names the objects without attributes. ``synthlong.py`` writes the
-data set, ``synthlong_negatives.py`` its hard negatives. How scenes are worded and drawn is a
-``Domain``: ``ORIGINAL`` here, the cross-domain test set's in ``synthlong_shifted.py``.
+the later ones; the summary names the objects without attributes. ``generator.py`` writes the
+data set, ``negatives.py`` its hard negatives. How scenes are worded and drawn is a
+``Domain``: ``ORIGINAL`` here, the cross-domain test set's in ``shifted.py``.
 """
 
 from __future__ import annotations

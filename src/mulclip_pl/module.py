@@ -16,6 +16,7 @@ from mulclip_pl.bad_inputs import BadInputReport
 from mulclip_pl.chunked_step import cached_features
 from mulclip_pl.eval.retrieval import TieRule
 from mulclip_pl.eval.steps import EvaluationSteps
+from mulclip_pl.hparam_kinds import use_configured_rates
 from mulclip_pl.hparams import validate_hparams
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.calibration import TokenCalibration
@@ -269,6 +270,7 @@ class MulCLIP(EvaluationSteps, L.LightningModule):
 
     def on_train_start(self) -> None:
         self._bad_inputs.start(self.trainer)
+        use_configured_rates(self)  # a resumed fit trains at this run's lr / head_lr / weight_decay (issue #50)
 
     def on_train_epoch_end(self) -> None:
         """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""

@@ -32,11 +32,11 @@ label() {  # PRESET -> the table's row name
   echo "$text${TAG:+ [$TAG]}"
 }
 
-score() {  # CONFIG CKPT NAME LABEL: test (or validate) one checkpoint
+score() {  # CONFIG CKPT NAME LABEL [MODEL ARGS]: test (or validate) one checkpoint
   local subcommand=test eval_data=(--config "$OUT/test_inline.yaml")
   [ -n "$LIMIT" ] && eval_data+=(--trainer.limit_test_batches "$LIMIT")
   [ "$SPLIT" = val ] && subcommand=validate eval_data=(--data.init_args.num_workers 0)
-  OMP_NUM_THREADS=1 $CLI $subcommand --config "$1" "${eval_data[@]}" --ckpt_path "$2" --run_name "$4" \
+  OMP_NUM_THREADS=1 $CLI $subcommand --config "$1" "${eval_data[@]}" --ckpt_path "$2" --run_name "$4" "${@:5}" \
     --trainer.logger false --trainer.enable_progress_bar false --trainer.default_root_dir "$OUT/$SPLIT/$3" \
     > "$OUT/$3.$SPLIT.log" 2>&1
 }
@@ -58,7 +58,7 @@ one_run() {  # PRESET SEED: fit from stage 1, then score on $SPLIT; PRESET stage
     --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version "$name" $EXTRA > "$OUT/$name.log" 2>&1
   fi
   local trained=$((SECONDS - start))
-  score configs/synthlong/stage2.yaml "$OUT/$name/last.ckpt" "$name" "$(label "$1")"
+  score configs/synthlong/stage2.yaml "$OUT/$name/last.ckpt" "$name" "$(label "$1")" --model.preset "$1"
   echo -e "$name\t$trained\t$((SECONDS - start - trained))" >> "$OUT/times.tsv"
   echo "finished $name (logs: $OUT/$name.log, $OUT/$name.$SPLIT.log)"
 }

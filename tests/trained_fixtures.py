@@ -40,7 +40,8 @@ def write_captions(root, n=len(CAPTIONS)):
 
 
 def predict_args(root, ckpt, captions, batch_size=2):
-    return ["predict", "--model.model_name", TEST_MODEL, "--model.preset", "global_only", "--ckpt_path", str(ckpt),
+    # no --model.preset: the checkpoint's (a full model's heads cannot load into a global_only one, issue #50)
+    return ["predict", "--model.model_name", TEST_MODEL, "--ckpt_path", str(ckpt),
             "--data", "GenericCaptions", "--data.test_file", str(captions), "--data.num_workers", "0",
             "--data.eval_batch_size", str(batch_size), "--trainer.accelerator", "cpu", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
@@ -22,6 +22,7 @@ from mulclip_pl.errors import (
 from mulclip_pl.eval.predict import EmbeddingWriter
 from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.module.hparam_kinds import reconcile
 from mulclip_pl.training.preemption import Preemption
 from mulclip_pl.training.run_dir import output_dir
 from mulclip_pl.weights.checkpoints import SafeCheckpoints
@@ -46,6 +47,7 @@ PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path b
 # Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
 USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError,
                HyperParameterError)
+log = logging.getLogger(__name__)
 _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a note on our own (safe) saving
 
 
@@ -72,15 +74,28 @@ class MulCLIPCLI(LightningCLI):
             parser.set_defaults({"verbose": False})
         return parser
 
+    def parse_arguments(self, parser, args) -> None:
+        """Also learns which model arguments were given (command line or --config, not a default):
+        those win over the checkpoint's under --ckpt_path (module/hparam_kinds.py)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self._given_model: set[str] = set()
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            parse = parser.parse_object if isinstance(args, (dict, Namespace)) else parser.parse_args
+            given = parse(args, defaults=False)[subcommand].get("model")
+            self._given_model = set(given.keys()) if isinstance(given, Namespace) else set()
+
     def _parse_ckpt_path(self) -> None:
-        """Lightning applies the hyper-parameters saved in ``--ckpt_path`` here, from a weights-only read.
-        A file that needs full unpickling is refused with our message, or, under --model.trust_pickle
-        true, keeps the command line's model arguments; trust_pickle never comes from the file. A
-        corrupt or foreign file is one line too, not torch's traceback."""
+        """Lightning applies the hyper-parameters saved in ``--ckpt_path`` here, from a weights-only read;
+        then every model argument given on the command line or in --config is put back or refused by its
+        kind (module/hparam_kinds.py). A file that needs full unpickling is refused with our message, or, under
+        --model.trust_pickle true, keeps the command line's model arguments; trust_pickle never comes
+        from the file. A corrupt or foreign file is one line too, not torch's traceback."""
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
         trust = bool(model is not None and model.get("trust_pickle"))
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        given = {key: model[key] for key in getattr(self, "_given_model", ()) if key in model} if model else {}
         try:
             with refusing_pickles(path):
                 super()._parse_ckpt_path()
@@ -91,7 +106,13 @@ class MulCLIPCLI(LightningCLI):
             raise PretrainedWeightsError(f"could not read --ckpt_path {path} as a Lightning checkpoint: "
                                          f"{read_error_gist(exc)}") from None
         if model is not None:
-            self.config[subcommand].model.trust_pickle = trust
+            model = self.config[subcommand].model
+            wins, notes = reconcile(given, model.as_dict(), path)
+            for key, value in wins.items():
+                model[key] = value
+            for note in notes:
+                log.warning(note)
+            model.trust_pickle = trust
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, {})

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mulclip_pl.module.hparam_kinds import use_configured_rates
 from mulclip_pl.training import random_state
 from mulclip_pl.training.optim import param_groups, warmup_cosine
 from mulclip_pl.weights.one_element import one_element_optimizer_moments
@@ -28,6 +29,7 @@ class TrainingHooks:
 
     def on_train_start(self) -> None:
         self._bad_inputs.start(self.trainer)
+        use_configured_rates(self)  # a resumed fit trains at this run's lr / head_lr / weight_decay (issue #50)
 
     def on_train_epoch_end(self) -> None:
         """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""

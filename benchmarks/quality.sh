@@ -81,4 +81,5 @@ jobs_list() {
 jobs_list | xargs -P "$JOBS" -L 1 bash -c 'one_run "$@"' _
 
 $CLI report "$OUT/$SPLIT" --out "$OUT/results_$SPLIT.md"
+echo "bench-quality: $((SECONDS / 60)) min $((SECONDS % 60)) s wall for $(jobs_list | wc -l) runs (times per run: $OUT/times.tsv)"
 $CLI report "$OUT/$SPLIT" --layout columns --out "$OUT/results_${SPLIT}_side_by_side.md" > /dev/null  # one column per model

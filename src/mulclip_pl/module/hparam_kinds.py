@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from mulclip_pl.errors import HyperParameterError
+from mulclip_pl.module.hparams import PRESETS_WITH_WPR
 
 RUNTIME, OPTIMISATION, ARCHITECTURE, START = "runtime", "optimisation", "architecture", "start"
 
@@ -79,8 +80,6 @@ def reconcile(given: Mapping[str, Any], saved: Mapping[str, Any], path: str) -> 
 
 def _heads(hp: Mapping[str, Any]) -> tuple[bool, bool] | None:
     """(image head, text head) that ``MulCLIP`` builds for these arguments (None if some are unknown)."""
-    from mulclip_pl.module import PRESETS_WITH_WPR
-
     if not all(key in hp for key in ("preset", "lambda_word", "calibration")):
         return None
     wpr = hp["preset"] in PRESETS_WITH_WPR and hp["lambda_word"] > 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.module.sample_features import encode_short_and_sentences
 from mulclip_pl.objectives.sap import patch_weights
 from mulclip_pl.tokenizer import LongTextTokenizer
 from tests.conftest import TEST_MODEL, make_batch
@@ -33,7 +34,7 @@ def test_sap_weights_of_the_test_model_under_bf16_autocast_match_fp32():
     batch = make_batch(4, LongTextTokenizer(), max_sentences=3)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         v_loc = torch.nn.functional.normalize(module.backbone.encode_image(batch["image"]).v_loc, dim=-1)
-        _, t_sub = module._encode_short_and_sentences(batch)
+        _, t_sub = encode_short_and_sentences(module, batch)
         mixed = patch_weights(t_sub, v_loc, 0.07, module.sap_top_k)
     reference = patch_weights(t_sub.float(), v_loc.float(), 0.07, module.sap_top_k)  # same (bf16) features, fp32 math
     assert (mixed - reference).abs().max() < 1e-3

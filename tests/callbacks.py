@@ -5,9 +5,12 @@ sets torch's thread count, and a run given the callback would then compute with 
 than the uninterrupted run it is compared with (float sums in another order).
 """
 
+import json
 import os
 import signal
+from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
@@ -52,3 +55,56 @@ class SeenIndices(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         SeenIndices.batches.append(batch["index"].tolist())
+
+
+class NaNLossAt(Callback):
+    """Makes the training loss NaN on rank ``rank`` at step ``step`` (its backward then gives NaN gradients,
+    as a batch that overflowed would), and writes what each rank's guard counted to
+    ``default_root_dir/skipped_rank{R}.json`` at the end of fit."""
+
+    def __init__(self, step: int, rank: int = 0) -> None:
+        self.step, self.rank = step, rank
+
+    def setup(self, trainer, pl_module, stage):
+        compute = pl_module.compute_losses  # the bound method; the module's instance attribute shadows it
+
+        def poisoned(batch):
+            losses = compute(batch)
+            if trainer.training and trainer.global_step == self.step and trainer.global_rank == self.rank:
+                losses.total = losses.total * float("nan")
+            return losses
+
+        pl_module.compute_losses = poisoned
+
+    def on_train_end(self, trainer, pl_module):
+        counted = trainer.callback_metrics.get("train/nonfinite_skipped")
+        path = Path(trainer.default_root_dir) / f"skipped_rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(None if counted is None else float(counted)))
+
+
+class UndoStep(Callback):
+    """Puts the weights and the optimizer's state back as they were before step ``step``: the run in which
+    that step's update was not applied (the schedule still advances, as for a skipped step)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.saved = step, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            optimizer = trainer.optimizers[0]
+            self.saved = [(p, p.detach().clone(), {k: v.clone() if torch.is_tensor(v) else v
+                                                   for k, v in optimizer.state[p].items()})
+                          for group in optimizer.param_groups for p in group["params"]]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.saved is None:
+            return
+        optimizer = trainer.optimizers[0]
+        with torch.no_grad():
+            for param, value, state in self.saved:
+                param.copy_(value)
+                if state:
+                    optimizer.state[param] = state
+                else:
+                    optimizer.state.pop(param, None)
+        self.saved = None

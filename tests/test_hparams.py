@@ -35,3 +35,13 @@ def test_the_cli_says_it_in_one_line():
     message = str(stop.value.code)
     assert message.startswith("mulclip-pl: error: model.lr/head_lr: must be > 0 (got model.lr=0.0, model.head_lr=")
     assert "\n" not in message and "model_name" not in message
+
+
+@pytest.mark.parametrize("weight", ["lambda_global", "lambda_word", "lambda_sub", "long_weight", "short_weight"])
+def test_a_negative_loss_weight_is_refused(weight):
+    """A negative weight would train a term the wrong way (pushing matches apart); 0 turns a term off."""
+    with pytest.raises(ValueError) as error:
+        MulCLIP(model_name=TEST_MODEL, **{weight: -0.5})
+    message = str(error.value)
+    assert message.startswith("model.lambda_*: weights must be >= 0 (got ") and f"model.{weight}=-0.5" in message
+    MulCLIP(model_name=TEST_MODEL, **{weight: 0.0})  # 0 is allowed

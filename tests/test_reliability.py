@@ -55,8 +55,28 @@ def test_consecutive_nonfinite_losses_abort_with_advice():
     module = MulCLIP(model_name=TEST_MODEL, max_nonfinite_steps=2)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False)
-    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite losses.*Lower the learning rate"):
+    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite losses.*Lower the learning rate") as error:
         trainer.fit(module, datamodule=BatchList(_nan_batches([True, True, False])))
+    assert "after resuming" not in str(error.value)  # not a resumed fit
+
+
+def test_a_streak_from_the_first_step_after_a_resume_names_the_checkpoint(tmp_path):
+    """A checkpoint with a NaN weight: every step of the resumed fit is non-finite, from its first."""
+    def trainer(steps):
+        return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+
+    torch.manual_seed(0)
+    first = trainer(1)
+    first.fit(MulCLIP(model_name=TEST_MODEL, max_nonfinite_steps=2), datamodule=BatchList(_nan_batches([False] * 4)))
+    first.save_checkpoint(tmp_path / "good.ckpt")
+    checkpoint = torch.load(tmp_path / "good.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["state_dict"]["backbone.clip.visual.proj"][0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "broken.ckpt")
+    with pytest.raises(NonFiniteLossError, match=r"2 consecutive .* The streak began at the first step after resuming "
+                                                 r"from .*broken\.ckpt: that checkpoint may hold non-finite weights"):
+        trainer(4).fit(MulCLIP(model_name=TEST_MODEL, max_nonfinite_steps=2),
+                       datamodule=BatchList(_nan_batches([False] * 4)), ckpt_path=tmp_path / "broken.ckpt")
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):

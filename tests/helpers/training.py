@@ -73,15 +73,18 @@ def fit_checkpointing_every_step(make_data: Callable[[], L.LightningDataModule],
     return module
 
 
-def assert_resume_matches_straight_run(fit: Callable[..., MulCLIP], root: Path, crash_at_step: int) -> None:
+def assert_resume_matches_straight_run(fit: Callable[..., MulCLIP], root: Path, crash_at_step: int,
+                                       before_resume: Callable[[Path], None] | None = None) -> None:
     """``fit(folder, recorder, ckpt_path=None)`` once straight (``root/a``) and once crashed at ``crash_at_step``
     then resumed from its ``last.ckpt`` (``root/b``): the same samples in the same order, the same losses and
-    the same final weights."""
+    the same final weights. ``before_resume(last.ckpt)`` may rewrite the checkpoint first (an older format)."""
     straight = LossRecorder()
     reference = fit(root / "a", straight)
     first, resumed = LossRecorder(crash_at_step=crash_at_step), LossRecorder()
     with pytest.raises(Crash):
         fit(root / "b", first)
+    if before_resume is not None:
+        before_resume(root / "b" / "last.ckpt")
     continued = fit(root / "b", resumed, ckpt_path=str(root / "b" / "last.ckpt"))
     assert first.samples + resumed.samples == straight.samples  # same data, same order, nothing repeated
     assert first.losses + resumed.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)

@@ -3,9 +3,12 @@ tensors; training now holds them as 1 element (FSDP shards no 0-dim parameter). 
 
 import torch
 
+from mulclip_pl.data import GenericCaptions
+from mulclip_pl.data.synthlong.generator import generate
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.weights.one_element import one_element_optimizer_moments
 from tests.conftest import TEST_MODEL
+from tests.helpers.training import assert_resume_matches_straight_run, fit_checkpointing_every_step
 
 
 def test_a_checkpoint_with_0_dim_scalars_loads_with_its_values(tmp_path):
@@ -38,3 +41,31 @@ def test_an_old_optimizer_state_resumes_with_1_element_parameters():
     param.grad = torch.ones(1)
     optimizer.step()  # a 0-dim moment and a (1,) gradient cannot be combined in place: this would raise
     assert optimizer.state[param]["exp_avg"].shape == (1,) and param.item() != 1.0
+
+
+def _as_written_before_one_element_scalars(path):
+    """Rewrites a checkpoint as runs wrote it before FSDP support: the temperature and the calibration
+    gains 0-dim, and their AdamW moments too."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    scalars = [name for name, p in MulCLIP(model_name=TEST_MODEL).named_parameters() if p.numel() == 1]
+    for name in scalars:
+        checkpoint["state_dict"][name] = checkpoint["state_dict"][name].reshape(())
+    moments = [m for m in checkpoint["optimizer_states"][0]["state"].values() if m["exp_avg"].shape == (1,)]
+    assert len(moments) == len(scalars) == 3  # logit_scale and both gains: a real conversion, not a vacuous one
+    for state in moments:
+        state["exp_avg"], state["exp_avg_sq"] = state["exp_avg"].reshape(()), state["exp_avg_sq"].reshape(())
+    torch.save(checkpoint, path)
+
+
+def test_a_fit_resumed_from_a_checkpoint_with_0_dim_scalars_and_moments_matches_a_straight_run(tmp_path):
+    """The whole resume (Lightning's restore, the module's ``on_load_checkpoint``), not the conversion alone:
+    a run crashed mid-epoch and resumed from its last checkpoint rewritten in the old format trains on as
+    if nothing happened."""
+    synth = generate(tmp_path / "synth", image_size=32, sizes={"train": 8})
+
+    def data():
+        return GenericCaptions(train_file=str(synth / "train.jsonl"), batch_size=4, num_workers=0, max_sentences=2)
+
+    assert_resume_matches_straight_run(
+        lambda root, recorder, ckpt_path=None: fit_checkpointing_every_step(data, root, recorder, 2, ckpt_path),
+        tmp_path, crash_at_step=3, before_resume=_as_written_before_one_element_scalars)

@@ -265,8 +265,8 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         self._bad_inputs.add(batch)  # replaced in the batch by good samples: counted, listed each epoch
         self._truncated += int(batch.get("n_truncated", 0))
         losses = self.compute_losses(batch)
-        if self._nonfinite.should_skip(losses.total, self):
-            return None
+        if self._nonfinite.should_skip(losses.total, self):  # on every rank together
+            return self._nonfinite.skipped_step_output(losses.total, self)  # None, or a zero loss with several
         batch_size = batch["image"].shape[0]
         self.log("train/loss", losses.total, prog_bar=True, batch_size=batch_size)
         for name, value in losses.terms.items():

@@ -1,6 +1,7 @@
 """The MulCLIP LightningModule's hooks around its training step: the run's bookkeeping, not its forward.
 
-Each epoch, bad input replaced and long captions cut are reported (``training/bad_inputs.py``); each
+Each epoch, bad input replaced and long captions cut are reported (``training/bad_inputs.py``); a step
+skipped for a non-finite loss on several processes has its gradients dropped (``training/nonfinite.py``); each
 checkpoint keeps every rank's random streams and a resume restores them (``training/random_state.py``),
 reading optimizer moments saved with 0-dim scalars too (``weights/one_element.py``); after each step
 CLIP's temperature is clamped; the optimizer is AdamW over ``training/optim.py``'s groups, warm-up then
@@ -25,11 +26,16 @@ log = logging.getLogger(__name__)
 
 class TrainingHooks:
     """Mixin for ``MulCLIP``: its fit-time hooks other than ``training_step``. ``MulCLIP.__init__`` sets the
-    state they keep (``_bad_inputs``, ``_truncated``, ``_schedule_length``)."""
+    state they keep (``_bad_inputs``, ``_nonfinite``, ``_truncated``, ``_schedule_length``)."""
 
     def on_train_start(self) -> None:
         self._bad_inputs.start(self.trainer)
         use_configured_rates(self)  # a resumed fit trains at this run's lr / head_lr / weight_decay (issue #50)
+        self._nonfinite.start(self.trainer)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """With several processes a skipped step still runs backward: its gradients are dropped here."""
+        self._nonfinite.drop_update(optimizer)
 
     def on_train_epoch_end(self) -> None:
         """Report bad input replaced (summed over ranks) and long captions truncated this epoch."""

@@ -49,3 +49,13 @@ def make_batch(batch_size: int, tokenizer, max_sentences: int = 3, image_size: i
         "sub": torch.stack(subs),
         "sub_mask": torch.stack(masks),
     }
+
+
+@pytest.fixture(scope="session")
+def strategy_runs(tmp_path_factory):
+    """One process, DDP and FSDP fits and every resume between them (``tests/helpers/strategy_runs.py``), run
+    once for ``tests/test_resume_matrix.py`` and ``tests/test_fsdp.py``: (root folder, results per run)."""
+    from tests.helpers.strategy_runs import run_strategies
+
+    root = tmp_path_factory.mktemp("strategies")
+    return root, run_strategies(root)

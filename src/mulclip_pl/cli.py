@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pickle
 import sys
 import warnings
@@ -17,15 +18,17 @@ from lightning.pytorch.cli import LightningCLI
 
 import mulclip_pl.data  # noqa: F401  (registers the datamodules for --data <Name>)
 from mulclip_pl.errors import (
-    CaptionTooLongError, DataError, ExportError, HyperParameterError, PretrainedWeightsError, UnsafePickleError,
+    CaptionTooLongError, DataError, ExportError, HyperParameterError, PretrainedWeightsError, ResumeError,
+    UnsafePickleError,
 )
 from mulclip_pl.eval.predict import EmbeddingWriter
 from mulclip_pl.eval.report import markdown_table, write_results
 from mulclip_pl.module import MulCLIP
 from mulclip_pl.module.hparam_kinds import reconcile
+from mulclip_pl.module.resume_check import check_resumable, is_sharded
 from mulclip_pl.training.preemption import Preemption
 from mulclip_pl.training.run_dir import output_dir
-from mulclip_pl.weights.checkpoints import SafeCheckpoints
+from mulclip_pl.weights.checkpoints import SafeCheckpoints, map_checkpoint
 from mulclip_pl.weights.safe_pickle import read_error_gist, refusing_pickles
 
 # Subcommands that are not Trainer loops: name -> (module, function, what it does).
@@ -46,7 +49,7 @@ SUBCOMMAND_HELP = {
 PLACEHOLDER = "/path/to/"  # what the shipped configs hold where a user's path belongs
 # Errors that come from what the user passed (a path, a file, a setting): one line, no traceback.
 USER_ERRORS = (DataError, PretrainedWeightsError, CaptionTooLongError, ExportError, FileNotFoundError,
-               HyperParameterError)
+               HyperParameterError, ResumeError)
 log = logging.getLogger(__name__)
 _NOISE = ("💡 Tip:", "`weights_only` was not set")  # Lightning adverts; a note on our own (safe) saving
 
@@ -127,6 +130,14 @@ class MulCLIPCLI(LightningCLI):
                                 "or on the command line:\n" + "".join(f"  {k}: {v}\n" for k, v in unset)
                                 + f"e.g. mulclip-pl {self.subcommand} --config ... {fixes}\n")
 
+    def before_fit(self) -> None:
+        """A checkpoint that cannot resume this fit is refused here, in one line, before any process starts:
+        under FSDP, Lightning loads it before any hook of the module (``module/resume_check.py``)."""
+        path = _resume_file(self.trainer, self.config[self.subcommand].get("ckpt_path"))
+        checkpoint = map_checkpoint(path) if path else None
+        if checkpoint is not None:
+            check_resumable(self.model, checkpoint, path, sharded=is_sharded(self.trainer.strategy))
+
     def after_validate(self) -> None:
         self.after_test()  # `mulclip-pl validate` scores the val split: the one to choose settings on
 
@@ -144,6 +155,17 @@ class MulCLIPCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self.trainer.callbacks.append(EmbeddingWriter())
+
+
+def _resume_file(trainer: L.Trainer, path: str | None) -> str | None:
+    """The file ``--ckpt_path`` names: itself, or for ``last`` the newest ``last*.ckpt`` in the checkpoint
+    callbacks' folders, as the Trainer picks it (through ``ModelCheckpoint._find_last_checkpoints``, private
+    in Lightning 2.x, read at 2.6)."""
+    if path != "last":
+        return str(path) if path and Path(path).is_file() else None
+    found = {file for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
+             for file in callback._find_last_checkpoints(trainer)}
+    return max(found, key=os.path.getmtime) if found else None
 
 
 def _placeholders(config: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -29,5 +29,10 @@ class HyperParameterError(ValueError):
     """A model argument out of its range: the CLI prints it as one line, without a traceback."""
 
 
+class ResumeError(ValueError):
+    """A checkpoint cannot resume this run (another model, another optimizer, an old file under FSDP): the
+    message names the difference and the fix, and comes before anything of the checkpoint is loaded."""
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps produced a NaN/inf loss."""

@@ -78,6 +78,16 @@ def reconcile(given: Mapping[str, Any], saved: Mapping[str, Any], path: str) -> 
     return wins, notes
 
 
+def architecture_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Each architecture argument of this run that differs from the checkpoint's ``saved`` one, and a
+    change of the calibration heads (``preset``, ``lambda_word``), as ``model.KEY VALUE (checkpoint: SAVED)``."""
+    keys = [key for key, kind in KINDS.items() if kind == ARCHITECTURE]
+    if _heads({**saved, **current}) != _heads(saved):
+        keys += list(HEAD_ARGUMENTS)
+    return [f"model.{key} {_show(current[key])} (checkpoint: {_show(saved[key])})"
+            for key in keys if key in saved and key in current and saved[key] != current[key]]
+
+
 def _heads(hp: Mapping[str, Any]) -> tuple[bool, bool] | None:
     """(image head, text head) that ``MulCLIP`` builds for these arguments (None if some are unknown)."""
     if not all(key in hp for key in ("preset", "lambda_word", "calibration")):

@@ -3,7 +3,9 @@
 Each epoch, bad input replaced and long captions cut are reported (``training/bad_inputs.py``); a step
 skipped for a non-finite loss on several processes has its gradients dropped (``training/nonfinite.py``); each
 checkpoint keeps every rank's random streams and a resume restores them (``training/random_state.py``),
-reading optimizer moments saved with 0-dim scalars too (``weights/one_element.py``); after each step
+and keys the optimizer state by parameter name, so that it resumes under another strategy; a resume
+first checks that the checkpoint fits (``resume_check.py``), then hands the optimizer state to torch by
+position, reading moments saved with 0-dim scalars too (``weights/one_element.py``); after each step
 CLIP's temperature is clamped; the optimizer is AdamW over ``training/optim.py``'s groups, warm-up then
 cosine decay.
 """
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
+from itertools import chain
 from typing import Any
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mulclip_pl.module.hparam_kinds import use_configured_rates
+from mulclip_pl.module.resume_check import check_resumable, is_sharded, optimizer_groups
 from mulclip_pl.training import random_state
 from mulclip_pl.training.optim import param_groups, warmup_cosine
+from mulclip_pl.training.optimizer_state import by_name, by_position, names_in_model, names_in_optimizer
 from mulclip_pl.weights.one_element import one_element_optimizer_moments
 
 log = logging.getLogger(__name__)
@@ -48,11 +54,26 @@ class TrainingHooks:
         self._truncated = 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every rank's random streams, and the optimizer state keyed by parameter name (as torch or
+        Lightning's FSDP numbered it: ``training/optimizer_state.py``)."""
         checkpoint["rng_states"] = random_state.capture_ranks(self.trainer.world_size if self._trainer else 1)
+        if self._trainer is not None and "optimizer_states" in checkpoint:
+            in_model = names_in_model(self)
+            checkpoint["optimizer_states"] = [
+                by_name(state, list(chain(*names_in_optimizer(self, optimizer.param_groups))), in_model)
+                for state, optimizer in zip(checkpoint["optimizer_states"], self.trainer.optimizers)]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resume continues each rank's global random streams (shuffling and per-sample choices are seeded by the data)."""
+        """A fit checks that the checkpoint fits (under FSDP the CLI did, before Lightning loaded it) and gets
+        the optimizer state by position; each rank's global random streams continue (shuffling and
+        per-sample choices are seeded by the data)."""
         one_element_optimizer_moments(checkpoint)
+        trainer = self._trainer
+        fitting = getattr(getattr(trainer, "state", None), "fn", None) == TrainerFn.FITTING
+        if fitting and not is_sharded(trainer.strategy):
+            named = check_resumable(self, checkpoint, str(trainer.ckpt_path), sharded=False)
+            if "optimizer_states" in checkpoint:  # else Lightning says the file holds weights only
+                checkpoint["optimizer_states"] = [by_position(state, optimizer_groups(self)) for state in named]
         if "rng_states" in checkpoint:
             trainer = self._trainer
             random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,

@@ -10,7 +10,8 @@ never matches ``last*.ckpt``, so no resume can pick up a partial write.
 Reading (``--ckpt_path``): ``weights_only=True``, so a checkpoint from elsewhere cannot run code;
 one that needs full unpickling is refused unless ``--model.trust_pickle true`` (or Lightning's own
 ``--weights_only false``). ``read_lightning_checkpoint`` reads one outside a Trainer (``init_from``, exports,
-``mulclip_pl.load``) the same way.
+``mulclip_pl.load``) the same way; ``map_checkpoint`` maps a whole one without reading its tensors (the
+CLI's check that it can resume a fit).
 """
 
 from __future__ import annotations
@@ -125,3 +126,14 @@ def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trus
     if with_hparams:
         return checkpoint["state_dict"], dict(checkpoint.get("hyper_parameters", {}))
     return checkpoint["state_dict"]
+
+
+def map_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The whole checkpoint at ``path``, weights-only, its tensors mapped from the file rather than read
+    (``mmap``: a look at names and shapes costs no memory); None if it cannot be read so (then Lightning's
+    own reader says why, with ``SafeCheckpointIO``'s one line)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return checkpoint if isinstance(checkpoint, dict) else None

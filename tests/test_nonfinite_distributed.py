@@ -15,33 +15,41 @@ import torch
 
 from mulclip_pl.data.synthlong.generator import generate
 from tests.conftest import TEST_MODEL
-from tests.helpers.cli import run_cli
+from tests.helpers.cli_plan import run_plan
 
 NAN_STEP, STEPS = 2, 4
 DDP = ["--trainer.strategy", "ddp"]
 FSDP = ["--config", "configs/strategies/fsdp.yaml", "--trainer.strategy.class_path", "tests.fsdp_cpu.CPUFSDPStrategy"]
 
 
-def _fit(root: Path, train_file: Path, strategy: list[str], callback: dict) -> None:
-    run_cli(["fit", "--model.model_name", TEST_MODEL, "--model.lr", "1e-3", "--model.head_lr", "1e-3",
-             "--model.warmup_steps", "1", "--model.max_nonfinite_steps", "2", "--seed_everything", "0",
-             "--data", "GenericCaptions", "--data.train_file", str(train_file), "--data.batch_size", "2",
-             "--data.num_workers", "0", "--data.max_sentences", "2", *strategy, "--trainer.max_steps", str(STEPS),
-             "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.precision", "32-true",
-             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
-             "--checkpoint.dirpath", str(root / "ckpt"), "--checkpoint.every_n_train_steps", "1",
-             "--checkpoint.save_top_k", "-1", "--trainer.callbacks", json.dumps([callback])])
+def _fit(root: Path, train_file: Path, strategy: list[str], callback: dict) -> list[str]:
+    return ["fit", "--model.model_name", TEST_MODEL, "--model.lr", "1e-3", "--model.head_lr", "1e-3",
+            "--model.warmup_steps", "1", "--model.max_nonfinite_steps", "2", "--seed_everything", "0",
+            "--data", "GenericCaptions", "--data.train_file", str(train_file), "--data.batch_size", "2",
+            "--data.num_workers", "0", "--data.max_sentences", "2", *strategy, "--trainer.max_steps", str(STEPS),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.precision", "32-true",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
+            "--checkpoint.dirpath", str(root / "ckpt"), "--checkpoint.every_n_train_steps", "1",
+            "--checkpoint.save_top_k", "-1", "--trainer.callbacks", json.dumps([callback])]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """The three fits, forked from two processes that import the package once (``tests/helpers/cli_plan.py``)."""
     root = tmp_path_factory.mktemp("nonfinite")
     train = generate(root / "data", image_size=32, sizes={"train": 16}) / "train.jsonl"
-    nan_on = {"class_path": "tests.callbacks.NaNLossAt", "init_args": {"step": NAN_STEP}}
-    _fit(root / "ddp", train, DDP, {**nan_on, "init_args": {**nan_on["init_args"], "rank": 1}})  # not the logging rank
-    _fit(root / "fsdp", train, FSDP, {**nan_on, "init_args": {**nan_on["init_args"], "rank": 0}})
-    _fit(root / "undone", train, DDP, {"class_path": "tests.callbacks.UndoStep", "init_args": {"step": NAN_STEP}})
+    def nan_on(rank: int) -> dict:
+        return {"class_path": "tests.callbacks.NaNLossAt", "init_args": {"step": NAN_STEP, "rank": rank}}
+
+    results = run_plan([
+        ("ddp", 2, _fit(root / "ddp", train, DDP, nan_on(1))),  # not the logging rank
+        ("fsdp", 2, _fit(root / "fsdp", train, FSDP, nan_on(0))),
+        ("undone", 2, _fit(root / "undone", train, DDP,
+                           {"class_path": "tests.callbacks.UndoStep", "init_args": {"step": NAN_STEP}}))],
+        root / "plan")
+    for name, result in results.items():
+        assert result["code"] == [0, 0], f"{name}: {result['stderr'][-3000:]}"
     return root
 
 

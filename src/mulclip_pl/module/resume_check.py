@@ -3,10 +3,11 @@
 Lightning loads ``--ckpt_path`` in an order that depends on the strategy: one process and DDP hand the
 file to ``on_load_checkpoint`` before the weights and the optimizer take it; FSDP loads both itself,
 before any hook of the module runs, and fails with a traceback. So ``MulCLIPCLI.before_fit`` checks the
-file before ``fit`` starts (any strategy), and ``on_load_checkpoint`` checks it again for fits started
-from Python. Refused in one line, with the fix: another model (an architecture argument, the heads a
-preset builds, a weight's name or shape), an optimizer state whose parameter names are not this
-optimizer's, and, under FSDP, a file written before the optimizer state was keyed by name.
+file before ``fit`` starts (any strategy), and ``on_load_checkpoint`` checks it again for one-process
+and DDP fits started from Python (an FSDP fit started so meets Lightning's own error). Refused in one
+line, with the fix: another model (an architecture argument, the heads a preset builds, a weight's name
+or shape), an optimizer state whose parameter names are not this optimizer's, and, under FSDP, a file
+written before the optimizer state was keyed by name.
 """
 
 from __future__ import annotations

@@ -91,3 +91,26 @@ def test_fsdp_sharded_parameters_keep_their_groups(tmp_path):
     assert any("_fsdp_wrapped_module" in n for n in result["raw"])  # the names FSDP really gives
     assert set(result["dims"]) <= {0, 1}  # flattened shards (and the 0-dim scales FSDP leaves alone)
     assert result["names"] == shape_rule(mulclip())
+
+
+def test_the_optimizer_is_fused_adamw_and_steps_like_the_reference_loop():
+    """Fused AdamW (one pass over all tensors) where every parameter allows it, and its step equals
+    torch's reference for-loop AdamW on the same groups: the kernel is a speed choice, not a new rule."""
+    from mulclip_pl.training.optim import adamw
+
+    torch.manual_seed(0)
+    model = MulCLIP(model_name=TEST_MODEL)
+    twin = MulCLIP(model_name=TEST_MODEL)
+    twin.load_state_dict(model.state_dict())
+    fused = adamw(param_groups(model, 1e-3, 1e-3, 0.1))
+    reference = torch.optim.AdamW(param_groups(twin, 1e-3, 1e-3, 0.1), betas=(0.9, 0.98), eps=1e-6,
+                                  foreach=False)
+    assert fused.defaults["fused"] and not reference.defaults["fused"]
+    for step in range(3):
+        for a, b in zip(model.parameters(), twin.parameters()):
+            a.grad = torch.randn_like(a, generator=torch.Generator().manual_seed(step))
+            b.grad = a.grad.clone()
+        fused.step()
+        reference.step()
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)

@@ -23,7 +23,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from mulclip_pl.module.hparam_kinds import use_configured_rates
 from mulclip_pl.module.resume_check import check_resumable, is_sharded, optimizer_groups
 from mulclip_pl.training import random_state
-from mulclip_pl.training.optim import param_groups, warmup_cosine
+from mulclip_pl.training.optim import adamw, param_groups, warmup_cosine
 from mulclip_pl.training.optimizer_state import by_name, by_position, names_in_model, names_in_optimizer
 from mulclip_pl.weights.one_element import one_element_optimizer_moments
 
@@ -85,7 +85,7 @@ class TrainingHooks:
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(param_groups(self, hp.lr, hp.head_lr, hp.weight_decay), betas=(0.9, 0.98), eps=1e-6)
+        optimizer = adamw(param_groups(self, hp.lr, hp.head_lr, hp.weight_decay))
         # The length is read lazily: asking for it here would build the train loader before a
         # resumed run restores the loader's position, and Lightning would not restore it after.
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(hp.warmup_steps, self._total_steps))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator
 
+import torch
 from torch import nn
 
 HEAD_PREFIXES = ("image_calibration", "text_calibration")
@@ -42,6 +43,20 @@ def param_groups(module: nn.Module, lr: float, head_lr: float, weight_decay: flo
     if heads:
         groups.append({"params": heads, "lr": head_lr, "weight_decay": weight_decay})
     return groups
+
+
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw(groups: list[dict]) -> torch.optim.AdamW:
+    """CLIP's AdamW (betas 0.9 / 0.98, eps 1e-6), fused where torch has a fused kernel for every parameter.
+
+    The fused kernel does one pass over all tensors: on this 2-core CPU an optimizer step of the 8 M-parameter
+    demo model takes 16 ms instead of 63 ms (benchmarks/README.md), and on a GPU it is torch's fastest path.
+    """
+    params = [p for group in groups for p in group["params"]]
+    fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6, fused=fused or None)
 
 
 def decays(owner: nn.Module, local: str) -> bool:

@@ -2,19 +2,24 @@
 settings (full sharding, auto-wrap and activation checkpointing per residual block) with only what
 a CPU needs changed (fp32, ``tests/fsdp_cpu.py``'s device id). Its weights equal a DDP run of the
 same steps within fp32 noise, also after a resume from its own checkpoint, and the FSDP checkpoint
-is read by ``mulclip_pl.load``, ``export`` and ``test``.
+is read by ``mulclip_pl.load``, ``export`` and ``test``. With ``--model.compile`` (compiled blocks inside
+FSDP's wrapping and activation checkpointing, or under DDP) each trains like its eager run.
 """
 
+import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 import mulclip_pl
 from mulclip_pl.cli import main
 from mulclip_pl.data.synthlong.generator import generate
+from mulclip_pl.module import MulCLIP
 from tests.conftest import TEST_MODEL
 from tests.helpers.cli import run_cli
+from tests.helpers.updates import assert_trained_alike
 
 
 def _fit(root: Path, train_file: Path, strategy: list[str], steps: int, *extra: str) -> None:
@@ -30,6 +35,7 @@ def _fit(root: Path, train_file: Path, strategy: list[str], steps: int, *extra: 
 
 FSDP = ["--config", "configs/strategies/fsdp.yaml", "--trainer.strategy.class_path", "tests.fsdp_cpu.CPUFSDPStrategy"]
 DDP = ["--trainer.strategy", "ddp"]
+COMPILED = ["--model.compile", "true", "--trainer.callbacks+", "tests.callbacks.CompileCounts"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,8 @@ def runs(tmp_path_factory):
          "--checkpoint.save_top_k", "-1")
     (mid_run,) = (root / "fsdp" / "ckpt").glob("*step=2.ckpt")
     _fit(root / "resumed", data / "train.jsonl", FSDP, 4, "--ckpt_path", str(mid_run))  # from FSDP's own file
+    for name, strategy in (("ddp", DDP), ("fsdp", FSDP)):
+        _fit(root / f"{name}_compiled", data / "train.jsonl", strategy, 4, *COMPILED)
     return root, data
 
 
@@ -80,3 +88,18 @@ def test_an_fsdp_checkpoint_loads_exports_and_tests(runs, tmp_path):
           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
           "--trainer.default_root_dir", str(tmp_path / "test")])
     assert (tmp_path / "test" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_compiled_fit_trains_like_eager_with_the_same_strategy(runs, strategy):
+    """FSDP's: full sharding, auto-wrap and activation checkpointing of the (compiled) blocks."""
+    root, _ = runs
+    eager, compiled = (torch.load(root / name / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+                       for name in (strategy, f"{strategy}_compiled"))
+    assert compiled["global_step"] == 4 and compiled["hyper_parameters"]["compile"] is True
+    L.seed_everything(0)  # the CLI's seed, then its model: the weights both runs started from
+    start = MulCLIP(model_name=TEST_MODEL).state_dict()
+    assert_trained_alike(eager["state_dict"], compiled["state_dict"], start)
+    for rank in (0, 1):  # one graph per tower, compiled once, on each rank
+        counts = json.loads((root / f"{strategy}_compiled" / f"compile_counts_rank{rank}.json").read_text())
+        assert 0 < counts["stats"]["unique_graphs"] <= 2 and not counts.get("graph_break"), counts

@@ -13,8 +13,10 @@ CLI="$PY -m mulclip_pl.cli"
 OUT=${OUT:-runs/gpu_check}
 if [ "${1:-}" = "--cpu" ]; then
   MODEL=mulclip-test; BATCH=8; STEPS=2; FIT_STEPS=10; WORKERS=2; ACCEL=cpu; SHORT=5; PX=32; BIG_BATCH=32
+  COMPILE_VARIANTS=dynamic  # benchmarks/compile.py's names; eager always runs
 else
   MODEL=ViT-B-16; BATCH=128; STEPS=10; FIT_STEPS=300; WORKERS=8; ACCEL=gpu; SHORT=30; PX=64; BIG_BATCH=1024
+  COMPILE_VARIANTS="dynamic cudagraphs"  # each compiles twice: a first run (empty caches: cold), then warm
 fi
 mkdir -p "$OUT"; failed=()
 
@@ -53,6 +55,8 @@ section "MulCLIP step and memory against M" 120 \
   $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --steps "$STEPS" --scan sentences --values 1 3 6 10
 section "gradient caching: batch $BIG_BATCH in chunks of $BATCH (--model.encode_chunk) vs the whole batch of $BATCH" 300 \
   $PY benchmarks/chunked_step.py --model "$MODEL" --batch-sizes "$BATCH" "$BIG_BATCH" --chunk "$BATCH" --whole-up-to "$BATCH" --steps 3
+section "torch.compile (--model.compile): steps/s eager vs compiled, compile time apart ($MODEL, batch $BATCH)" 300 \
+  $PY benchmarks/compile.py --model "$MODEL" --batch-size "$BATCH" --steps "$STEPS" --variants $COMPILE_VARIANTS
 section "bf16 vs fp32 loss at step 0" 60 $PY benchmarks/precision_check.py --model "$MODEL" --batch-size "$BATCH"
 section "loader samples/s ($WORKERS workers; compare with the step's samples/s above)" 90 \
   $PY benchmarks/dataloader.py --workers "$WORKERS" --batch-size "$BATCH" --batches 6

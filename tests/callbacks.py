@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch._dynamo.utils import counters
 
 
 class KillGroup(Callback):
@@ -108,3 +109,12 @@ class UndoStep(Callback):
                 else:
                     optimizer.state.pop(param, None)
         self.saved = None
+
+
+class CompileCounts(Callback):
+    """Writes dynamo's counters of this rank's fit (graphs compiled, graph breaks) to
+    ``default_root_dir/compile_counts_rank{R}.json`` at the end of fit (``--model.compile`` runs)."""
+
+    def on_train_end(self, trainer, pl_module):
+        path = Path(trainer.default_root_dir) / f"compile_counts_rank{trainer.global_rank}.json"
+        path.write_text(json.dumps({key: dict(value) for key, value in counters.items()}))

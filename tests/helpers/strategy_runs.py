@@ -3,7 +3,7 @@
 One process (a batch of 4), DDP and FSDP on 2 gloo processes (2 each: the same global batch), the real CLI,
 fp32: each trains 4 steps with a checkpoint at step 2 (``STRATEGY``), and each of those checkpoints resumes
 under each strategy for the last 2 steps (``SOURCE_to_TARGET``). Then two resumes that must be refused
-(``REFUSED``). 12 fits of a few steps: ``tests/helpers/cli_plan.py`` forks them from two processes that
+(``REFUSED``), and DDP and FSDP with compiled towers (``COMPILED``). 14 fits of a few steps: ``tests/helpers/cli_plan.py`` forks them from two processes that
 import the package once.
 """
 
@@ -20,6 +20,7 @@ STRATEGIES = {"single": ["--trainer.devices", "1", "--data.batch_size", "4"],
               "ddp": ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--data.batch_size", "2"],
               "fsdp": [*FSDP, "--trainer.devices", "2", "--data.batch_size", "2"]}
 PROCESSES = {"single": 1, "ddp": 2, "fsdp": 2}
+COMPILED = ["--model.compile", "true", "--trainer.callbacks+", "tests.callbacks.CompileCounts"]
 STEPS, MID_RUN = 4, 2
 # name: (strategy, the run whose last.ckpt `--ckpt_path last` finds, what differs)
 REFUSED = {"refused_preset": ("fsdp", "fsdp_to_fsdp", ["--model.preset", "global_only"]),
@@ -37,6 +38,8 @@ def run_strategies(root: Path) -> dict[str, dict]:
         calls += [(f"{source}_to_{target}", PROCESSES[target],
                    _fit(root, f"{source}_to_{target}", train, target, "--ckpt_path", str(mid_run)))
                   for target in STRATEGIES]
+    calls += [(f"{name}_compiled", PROCESSES[name], _fit(root, f"{name}_compiled", train, name, *COMPILED))
+              for name in ("ddp", "fsdp")]  # tests/test_fsdp.py: compiled towers train like eager ones
     for name, (strategy, run, change) in REFUSED.items():
         calls.append((name, PROCESSES[strategy], _fit(root, name, train, strategy, "--ckpt_path", "last",
                                                       "--checkpoint.dirpath", str(root / run / "ckpt"), *change)))

@@ -5,7 +5,8 @@
 - ``long_text``: the positional stretch and the two position layouts (``LongPositionsCLIP``);
 - ``plain``: the same CLIP as plain open_clip holds it (what ``mulclip_pl.load`` and the exports give);
 - ``backbone``: the two towers with their local tokens; ``calibration``: the LTC heads;
-  ``sentence_features``: sentence embeddings pooled from the long caption's tokens.
+  ``sentence_features``: sentence embeddings pooled from the long caption's tokens;
+- ``compiled``: torch.compile of the towers' blocks in place (``--model.compile``).
 
 Reads weights through ``mulclip_pl.weights``; knows nothing of training, data or evaluation.
 """

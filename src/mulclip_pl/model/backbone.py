@@ -89,16 +89,12 @@ class ClipBackbone(nn.Module):
         """(B, 3, H, W) normalised floats, or uint8 pixels (normalised here). ``tap_block``: also
         return the patch tokens after that vision block (index into the blocks, negative from the
         end), through the same final LayerNorm and projection."""
-        visual, tapped = self.clip.visual, []
-        hook = None
-        if tap_block is not None:
-            block = visual.transformer.resblocks[tap_block]
-            hook = block.register_forward_hook(lambda module, inputs, output: tapped.append(output))
-        try:
-            x = visual.transformer(visual._embeds(self.normalise(images)))
-        finally:
-            if hook is not None:
-                hook.remove()
+        visual = self.clip.visual
+        x = visual._embeds(self.normalise(images))
+        if tap_block is None:
+            x, tapped = visual.transformer(x), []
+        else:  # open_clip's own loop, no forward hook: a compiled block (--model.compile) would not re-read its hooks
+            x, tapped = visual.transformer.forward_intermediates(x, indices=[tap_block])
         pooled, tokens = visual._pool(x)
         tap = visual._pool(tapped[0])[1] if tapped else None
         if visual.proj is not None:

@@ -17,7 +17,6 @@ Lightning lays the hyper-parameters saved in a checkpoint over the parsed config
   holds the weights); a value that differs from the checkpoint's is named in a warning.
 
 A new argument of ``MulCLIP.__init__`` needs a row here (tests/test_ckpt_path_precedence.py).
-``compile`` is runtime once it exists.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ KINDS: dict[str, str] = {
     # runtime: the same computation, run another way
     "grad_checkpointing": RUNTIME, "encode_chunk": RUNTIME, "max_nonfinite_steps": RUNTIME,
     "trust_pickle": RUNTIME, "cache_dir": RUNTIME, "eval_ties": RUNTIME,
+    "compile": RUNTIME, "compile_mode": RUNTIME, "compile_dynamic": RUNTIME,  # same weights, either way (tests/test_compile.py)
     # optimisation: applied from the resumed step (preset, lambda_word: unless the heads change)
     "lr": OPTIMISATION, "head_lr": OPTIMISATION, "weight_decay": OPTIMISATION, "warmup_steps": OPTIMISATION,
     "word_warmup_steps": OPTIMISATION, "preset": OPTIMISATION, "long_weight": OPTIMISATION,

@@ -3,9 +3,10 @@ each error naming its flag."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from mulclip_pl.errors import HyperParameterError
+from mulclip_pl.model.compiled import CompileMode
 from mulclip_pl.tokenizer import CLIP_CONTEXT
 
 Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
@@ -39,6 +40,8 @@ def validate_hparams(hp: Any) -> None:
          "must be 'both', 'image' or 'none'"),
         (hp.position_scheme in ("longclip", "single"), "model.position_scheme", ("position_scheme",),
          "must be 'longclip' or 'single'"),
+        (hp.compile_mode in get_args(CompileMode), "model.compile_mode", ("compile_mode",),
+         f"must be one of {', '.join(get_args(CompileMode))}"),
         (not (hp.pretrained and hp.init_from), "model.init_from", ("init_from", "pretrained"),
          "replaces model.pretrained; set only one of them"),
     ]

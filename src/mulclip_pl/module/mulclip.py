@@ -20,6 +20,7 @@ from mulclip_pl.metrics.retrieval import TieRule
 from mulclip_pl.model.backbone import ClipBackbone
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.calibration import TokenCalibration
+from mulclip_pl.model.compiled import CompileMode, compile_towers
 from mulclip_pl.model.long_text import KEEP_POSITIONS, PositionScheme
 from mulclip_pl.module.chunked_step import cached_features
 from mulclip_pl.module.eval_steps import EvaluationSteps
@@ -91,6 +92,12 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         max_logit_scale: clamp of CLIP's learned inverse temperature (CLIP: 100).
         max_nonfinite_steps: abort after this many consecutive NaN/inf losses (each is skipped).
         grad_checkpointing: recompute tower activations in backward (less memory, more compute).
+        compile: torch.compile the towers' residual blocks when a run starts (``configure_model``; names,
+            checkpoints and exports stay those of eager; model/compiled.py). Pays off for long runs on a
+            GPU; the first steps wait for the compiler (benchmarks/README.md, "torch.compile").
+        compile_mode: torch.compile's mode ('default', 'reduce-overhead', 'max-autotune', ...).
+        compile_dynamic: torch.compile's ``dynamic``: True = sizes as symbols from the first step (text
+            lengths and counts change every batch: one graph per tower), None = after the first change.
         encode_chunk: encode each batch in chunks of this many samples, with the gradients of the whole
             batch (gradient caching, docs/METHOD.md §8): one chunk's activations, ~1 extra forward. None = all.
         trust_pickle: read pretrained / init_from / --ckpt_path files that need full unpickling,
@@ -133,6 +140,9 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         max_logit_scale: float = 100.0,
         max_nonfinite_steps: int = 10,
         grad_checkpointing: bool = False,
+        compile: bool = False,
+        compile_mode: CompileMode = "default",
+        compile_dynamic: bool | None = True,
         encode_chunk: int | None = None,
         trust_pickle: bool = False,
         cache_dir: str | None = None,
@@ -176,7 +186,15 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         self._schedule_length: int | None = None
         self._bad_inputs = BadInputReport()
         self._truncated = 0
+        self._compiled = False
         self.init_evaluation(eval_ties)
+
+    def configure_model(self) -> None:
+        """Lightning's hook for changing the model before a strategy wraps it (once per fit / validate /
+        test / predict call): ``--model.compile`` compiles the towers here, so that FSDP wraps compiled blocks."""
+        if self.hparams.compile and not self._compiled:
+            compile_towers(self.backbone.clip, self.hparams.compile_mode, self.hparams.compile_dynamic)
+            self._compiled = True
 
     def _load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""

@@ -3,7 +3,9 @@ each of the three and ends as the uninterrupted run of its new strategy; one pro
 one when the global batch is kept. What cannot resume is refused in one line before anything loads.
 
 The fits are shared with ``tests/test_fsdp.py`` (``tests/helpers/strategy_runs.py``). Bit-exact where the
-arithmetic allows: DDP and FSDP sum the same two gradients (one process resumes its own run exactly too).
+arithmetic allows: a resume under the strategy that wrote it ends equal to the bit, weights and moments.
+Between DDP and FSDP the weights are equal to the bit too, but the fused AdamW kernel rounds a moment
+differently on a whole tensor and on FSDP's flat shard, so there the moments match within fp32 noise.
 Between one process and two, the summation order of the batch differs, and AdamW turns the rounding noise of
 a gradient that is 0 in exact arithmetic (the attention key bias: softmax ignores it) into a step of up to
 ``lr``: the two uninterrupted runs differ by up to 1.9e-4 there. A resume across them must stay within twice
@@ -23,18 +25,20 @@ def _last(root, run: str) -> dict:
     return torch.load(root / run / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
-def _assert_same(a, b, where: str = "") -> None:
-    """Equal to the bit: tensors, and dicts / lists of them (optimizer states)."""
+def _assert_same(a, b, where: str = "", exact: bool = True) -> None:
+    """Equal to the bit (or within fp32 noise): tensors, and dicts / lists of them (optimizer states)."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), where
         for key in a:
-            _assert_same(a[key], b[key], f"{where}/{key}")
+            _assert_same(a[key], b[key], f"{where}/{key}", exact)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}/{i}")
-    elif torch.is_tensor(a):
+            _assert_same(x, y, f"{where}/{i}", exact)
+    elif torch.is_tensor(a) and exact:
         assert torch.equal(a, b), where
+    elif torch.is_tensor(a):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-12, msg=where)
     else:
         assert a == b, where
 
@@ -49,7 +53,7 @@ def test_a_mid_run_checkpoint_resumes_under_every_strategy(strategy_runs, source
     assert keying(resumed["optimizer_states"][0]) == keying(straight["optimizer_states"][0]) == NAMES
     if PROCESSES[source] == PROCESSES[target]:
         _assert_same(resumed["state_dict"], straight["state_dict"], "state_dict")
-        _assert_same(resumed["optimizer_states"], straight["optimizer_states"], "optimizer")
+        _assert_same(resumed["optimizer_states"], straight["optimizer_states"], "optimizer", exact=source == target)
         return
     own = _last(root, source)["state_dict"]  # the source strategy's uninterrupted run
     for name, value in straight["state_dict"].items():

@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps that compile, before the timed ones")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--stage1", action="store_true", help="the demo's stage 1: global loss, 77 positions")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["dynamic-cold", "dynamic", "automatic"])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        default=["dynamic-cold", "dynamic", "automatic"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,8 +142,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_variant(args, args.child)))
         return
-    print(f"model {args.model}, batch {args.batch_size}, {'stage 1' if args.stage1 else 'stage 2'}, device {args.device}, "
-          f"threads {args.threads or torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"model {args.model}, batch {args.batch_size}, {'stage 1' if args.stage1 else 'stage 2'}, "
+          f"device {args.device}, threads {args.threads or torch.get_num_threads()}, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
     results = {}
     for name in dict.fromkeys(["eager", *args.variants]):
         results[name] = measure(args, name)

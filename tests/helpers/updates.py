@@ -35,7 +35,8 @@ def update_gap(reference: dict, trained: dict, start: dict) -> tuple[float, str,
     floats = [name for name, value in reference.items() if value.is_floating_point()]
     steps = {name: reference[name].float() - start[name].float() for name in floats}
     gaps = {name: trained[name].float() - reference[name].float() for name in floats}
-    total = torch.cat([gaps[n].flatten() for n in floats]).norm() / torch.cat([steps[n].flatten() for n in floats]).norm()
+    flat_gap, flat_step = (torch.cat([d[n].flatten() for n in floats]) for d in (gaps, steps))
+    total = flat_gap.norm() / flat_step.norm()
     per_tensor = {}
     for name in floats:
         keep = ~zero_gradient_entries(name, reference[name])

@@ -34,7 +34,7 @@ KINDS: dict[str, str] = {
     # runtime: the same computation, run another way
     "grad_checkpointing": RUNTIME, "encode_chunk": RUNTIME, "max_nonfinite_steps": RUNTIME,
     "trust_pickle": RUNTIME, "cache_dir": RUNTIME, "eval_ties": RUNTIME,
-    "compile": RUNTIME, "compile_mode": RUNTIME, "compile_dynamic": RUNTIME,  # same weights, either way (tests/test_compile.py)
+    "compile": RUNTIME, "compile_mode": RUNTIME, "compile_dynamic": RUNTIME,  # same weights (tests/test_compile.py)
     # optimisation: applied from the resumed step (preset, lambda_word: unless the heads change)
     "lr": OPTIMISATION, "head_lr": OPTIMISATION, "weight_decay": OPTIMISATION, "warmup_steps": OPTIMISATION,
     "word_warmup_steps": OPTIMISATION, "preset": OPTIMISATION, "long_weight": OPTIMISATION,

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 import torch._dynamo
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from safetensors.torch import load_file
 from torch._dynamo.utils import counters
 
@@ -31,16 +31,26 @@ EPOCH = 10  # batches per epoch; 2 epochs, and the resumed fits start from the c
 MAX_GRAPHS = 4  # image and text blocks, each with and without a graph (the chunked step's first pass)
 
 
+class GraphCounts(Callback):
+    """Dynamo's count of distinct graphs after every training step: a recompile shows as a step that adds one."""
+
+    def __init__(self) -> None:
+        self.after_step: list[int] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.after_step.append(counters["stats"]["unique_graphs"])
+
+
 def _module(compile: bool, **options) -> MulCLIP:
     torch.manual_seed(0)
     return MulCLIP(model_name=TEST_MODEL, lr=1e-3, head_lr=1e-3, warmup_steps=1, compile=compile, **options)
 
 
 def _fit(root: Path, compile: bool, batches: list[dict], epochs: int = 2, ckpt_path: Path | None = None,
-         precision: str = "32-true", **options) -> dict:
+         precision: str = "32-true", callbacks: tuple = (), **options) -> dict:
     checkpoint = ModelCheckpoint(dirpath=root, save_top_k=-1, save_last=True)  # one file per epoch
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[checkpoint], precision=precision, default_root_dir=root)
+                        enable_model_summary=False, callbacks=[checkpoint, *callbacks], precision=precision, default_root_dir=root)
     module = _module(compile, **options)
     trainer.fit(module, datamodule=BatchList(batches), ckpt_path=ckpt_path)
     assert trainer.global_step == epochs * len(batches)
@@ -57,8 +67,10 @@ def fits(tmp_path_factory):
     states = {"eager": _fit(root / "eager", False, batches, **OPTIONS)}
     torch._dynamo.reset()  # count this fit's graphs alone
     counters.clear()
-    states["compiled"] = _fit(root / "compiled", True, batches, **OPTIONS)
+    per_step = GraphCounts()
+    states["compiled"] = _fit(root / "compiled", True, batches, callbacks=(per_step,), **OPTIONS)
     graphs = {key: dict(value) for key, value in counters.items()}
+    graphs["after_step"] = per_step.after_step
     mid = {kind: next((root / kind).glob("epoch=0-*.ckpt")) for kind in ("eager", "compiled")}
     states["compiled, resumed eager"] = _fit(root / "resumed_eager", False, batches, ckpt_path=mid["compiled"],
                                              **OPTIONS)
@@ -92,6 +104,10 @@ def test_twenty_steps_of_mixed_caption_lengths_compile_a_few_graphs_once(fits):
     assert graphs["stats"]["calls_captured"] > 0  # the blocks did run compiled
     assert graphs["stats"]["unique_graphs"] <= MAX_GRAPHS, graphs["stats"]
     assert not graphs.get("graph_break"), graphs["graph_break"]
+    # Every graph is built in the first step (the chunked step's two passes, forward and backward); the 19
+    # steps after it, each of other caption lengths and sentence counts, reuse them.
+    after_step = graphs["after_step"]
+    assert len(after_step) == 2 * EPOCH and after_step[1:] == after_step[:1] * (2 * EPOCH - 1), after_step
 
 
 def test_checkpoints_loads_and_exports_of_a_compiled_fit_keep_eager_names(fits, tmp_path):

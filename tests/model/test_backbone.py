@@ -1,8 +1,10 @@
+from unittest import mock
+
 import open_clip
 import pytest
 import torch
 
-from mulclip_pl.model.backbone import ClipBackbone
+from mulclip_pl.model.backbone import LENGTH_GROUPS, ClipBackbone, length_groups
 from mulclip_pl.model.build import build_clip
 from tests.conftest import TEST_MODEL
 
@@ -55,3 +57,30 @@ def test_shipped_vit_configs(name, patches, dim):
         image = backbone.encode_image(images)
         torch.testing.assert_close(image.v_cls, clip.encode_image(images))
     assert image.v_loc.shape == (1, patches, dim)
+
+
+def test_rows_encoded_in_length_groups_equal_open_clip_and_one_padded_batch(tokenizer):
+    """64 captions of 3 to 60 words: four groups, each trimmed to its own longest; embeddings equal open_clip's,
+    word features and gradients equal those of one batch padded to the longest."""
+    torch.manual_seed(0)
+    clip = build_clip(TEST_MODEL).eval()
+    backbone = ClipBackbone(clip)
+    words = "a small blue square in the top left corner next to a green star".split()
+    captions = [" ".join(words[(i * 7) % 13:] + words * (i % 5))[: 4 * (i + 3)] for i in range(64)]
+    tokens = tokenizer(captions)
+    assert len(length_groups(tokens.argmax(-1))) == LENGTH_GROUPS
+    grouped = backbone.encode_text(tokens)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.encode_text(tokens, with_tokens=False).t_eot, clip.encode_text(tokens),
+                                   rtol=1e-5, atol=1e-5)
+    with mock.patch("mulclip_pl.model.backbone.LENGTH_GROUPS", 1):
+        padded = backbone.encode_text(tokens)
+    torch.testing.assert_close(grouped.t_eot, padded.t_eot, rtol=1e-5, atol=1e-5)
+    assert torch.equal(grouped.word_mask, padded.word_mask)
+    mask = grouped.word_mask[..., None]
+    torch.testing.assert_close(grouped.t_tokens * mask, padded.t_tokens * mask, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(grouped.t_tokens) * mask  # a loss on the words and on the pooled rows
+    grads = [torch.autograd.grad((f.t_tokens * weights).sum() + f.t_eot.square().sum(), list(clip.transformer.parameters()))
+             for f in (grouped, padded)]
+    gaps = [float((ours - reference).norm() / reference.norm()) for ours, reference in zip(*grads)]
+    assert max(gaps) < 1e-5, gaps  # fp32 sums in another order

@@ -12,7 +12,20 @@ from dataclasses import dataclass
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# Text rows are encoded in up to LENGTH_GROUPS groups of similar length, of at least MIN_GROUP_ROWS rows each.
+LENGTH_GROUPS = 4
+MIN_GROUP_ROWS = 16
+
+
+def length_groups(eot_index: torch.Tensor) -> list[torch.Tensor]:
+    """Row indices of ``eot_index`` sorted by length and cut into equal groups; one group for a small batch."""
+    count = max(1, min(LENGTH_GROUPS, eot_index.shape[0] // MIN_GROUP_ROWS))
+    if count == 1:
+        return [torch.arange(eot_index.shape[0], device=eot_index.device)]
+    return list(eot_index.argsort(stable=True).tensor_split(count))
 
 
 @dataclass
@@ -103,22 +116,34 @@ class ClipBackbone(nn.Module):
         return ImageFeatures(v_cls=pooled, v_loc=tokens, v_tap=tap)
 
     def encode_text(self, tokens: torch.Tensor, with_tokens: bool = True) -> TextFeatures:
-        """Encode (N, L) token ids; trailing padding is trimmed first (exact, the mask is causal)."""
-        clip = self.clip
+        """Encode (N, L) token ids; trailing padding is trimmed first (exact, the mask is causal).
+
+        Rows are encoded in groups of similar length, each trimmed to its own longest (``length_groups``):
+        captions of 50 to 137 tokens padded to one width would spend a third of the tower on padding."""
         eot_index = tokens.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
+        groups = length_groups(eot_index)
+        states = [self._text_states(tokens[rows, : int(eot_index[rows].max()) + 1]) for rows in groups]
+        order = torch.cat(groups).argsort() if len(groups) > 1 else None  # back to the input's row order
+        if not with_tokens:
+            pooled = torch.cat([x[torch.arange(len(rows), device=x.device), eot_index[rows]]
+                                for x, rows in zip(states, groups)])
+            t_eot = self._project_text(pooled if order is None else pooled[order])
+            return TextFeatures(t_eot=t_eot, t_tokens=None, word_mask=None)
         length = int(eot_index.max()) + 1
-        tokens = tokens[:, :length]
+        x = torch.cat([F.pad(x, (0, 0, 0, length - x.shape[1])) for x in states])  # zeros past a group's longest
+        x = self._project_text(x if order is None else x[order])
+        positions = torch.arange(length, device=x.device)
+        word_mask = (positions > 0) & (positions < eot_index[:, None])  # the zeros are never words
+        rows = torch.arange(x.shape[0], device=x.device)
+        return TextFeatures(t_eot=x[rows, eot_index], t_tokens=x, word_mask=word_mask)
+
+    def _text_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids, trimmed -> (N, L, width) states after the final LayerNorm, before the projection."""
+        clip, length = self.clip, tokens.shape[1]
         cast_dtype = clip.transformer.get_cast_dtype()
         x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
         x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
-        x = clip.ln_final(x)
-        rows = torch.arange(x.shape[0], device=x.device)
-        if not with_tokens:
-            return TextFeatures(t_eot=self._project_text(x[rows, eot_index]), t_tokens=None, word_mask=None)
-        x = self._project_text(x)
-        positions = torch.arange(length, device=x.device)
-        word_mask = (positions > 0) & (positions < eot_index[:, None])
-        return TextFeatures(t_eot=x[rows, eot_index], t_tokens=x, word_mask=word_mask)
+        return clip.ln_final(x)
 
     def _project_text(self, x: torch.Tensor) -> torch.Tensor:
         projection = self.clip.text_projection

@@ -60,13 +60,13 @@ def test_shipped_vit_configs(name, patches, dim):
 
 
 def test_rows_encoded_in_length_groups_equal_open_clip_and_one_padded_batch(tokenizer):
-    """64 captions of 3 to 60 words: four groups, each trimmed to its own longest; embeddings equal open_clip's,
+    """128 captions of 3 to 60 words: four groups, each trimmed to its own longest; embeddings equal open_clip's,
     word features and gradients equal those of one batch padded to the longest."""
     torch.manual_seed(0)
     clip = build_clip(TEST_MODEL).eval()
     backbone = ClipBackbone(clip)
     words = "a small blue square in the top left corner next to a green star".split()
-    captions = [" ".join(words[(i * 7) % 13:] + words * (i % 5))[: 4 * (i + 3)] for i in range(64)]
+    captions = [" ".join(words[(i * 7) % 13:] + words * (i % 5))[: 4 * (i + 3)] for i in range(128)]
     tokens = tokenizer(captions)
     assert len(length_groups(tokens.argmax(-1))) == LENGTH_GROUPS
     grouped = backbone.encode_text(tokens)

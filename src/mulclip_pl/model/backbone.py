@@ -17,7 +17,7 @@ from torch import nn
 
 # Text rows are encoded in up to LENGTH_GROUPS groups of similar length, of at least MIN_GROUP_ROWS rows each.
 LENGTH_GROUPS = 4
-MIN_GROUP_ROWS = 16
+MIN_GROUP_ROWS = 32
 
 
 def length_groups(eot_index: torch.Tensor) -> list[torch.Tensor]:

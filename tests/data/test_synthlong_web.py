@@ -156,7 +156,7 @@ def test_training_split_mixes_both_vocabularies_and_both_looks_and_test_splits_h
 def test_sizes_follow_synthlongs_splits_and_share_a_folder_with_it(tmp_path, monkeypatch):
     """Runs that shrink SynthLong (tests, the fingerprint) shrink this set; both may live in one root."""
     monkeypatch.setattr(synthlong, "SPLITS", {"train": 4, "val": 2, "test": 3})
-    assert split_sizes() == {"train": 24, "val": 2, "test_synthlong": 2, "test_shifted": 2}
+    assert split_sizes() == {"train": 8, "val": 2, "test_synthlong": 2, "test_shifted": 2}  # 2 per pair
     module = SynthLongWeb(root=str(tmp_path), image_px=32, test_domain="shifted", num_workers=0)
     module.setup("test")
     synthlong.ensure_generated(tmp_path, image_size=32)

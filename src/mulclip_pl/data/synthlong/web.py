@@ -34,7 +34,7 @@ from mulclip_pl.data.synthlong.shifted import (
     COLOUR_WORDS, PLURALS, POSITION_WORDS, SHIFTED, SIZE_WORDS, TEXTURE_WORDS,
 )
 
-TRAIN_PER_PAIR = 6  # alt-text images per SynthLong training pair: 12000 at SynthLong's 2000
+TRAIN_PER_PAIR = 2  # alt-text images per SynthLong training pair: 12000 at SynthLong's 6000
 LOOKS = {"synthlong": LOOK, "shifted": SHIFTED.look}
 EXTRA_ATTRIBUTES = ("size", "texture", "position")  # what an object phrase adds to its colour and shape
 ALT_TEMPLATES = (  # web-like phrasings; {objects} lists every object, {count} is a digit or a number word

@@ -122,14 +122,15 @@ class ClipBackbone(nn.Module):
         captions of 50 to 137 tokens padded to one width would spend a third of the tower on padding."""
         eot_index = tokens.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
         groups = length_groups(eot_index)
-        states = [self._text_states(tokens[rows, : int(eot_index[rows].max()) + 1]) for rows in groups]
+        lengths = (torch.stack([eot_index[rows].max() for rows in groups]) + 1).tolist()  # one host sync
+        states = [self._text_states(tokens[rows, :length]) for rows, length in zip(groups, lengths)]
         order = torch.cat(groups).argsort() if len(groups) > 1 else None  # back to the input's row order
         if not with_tokens:
             pooled = torch.cat([x[torch.arange(len(rows), device=x.device), eot_index[rows]]
                                 for x, rows in zip(states, groups)])
             t_eot = self._project_text(pooled if order is None else pooled[order])
             return TextFeatures(t_eot=t_eot, t_tokens=None, word_mask=None)
-        length = int(eot_index.max()) + 1
+        length = max(lengths)
         x = torch.cat([F.pad(x, (0, 0, 0, length - x.shape[1])) for x in states])  # zeros past a group's longest
         x = self._project_text(x if order is None else x[order])
         positions = torch.arange(length, device=x.device)

@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest tests
 
-# The demo is four ordinary CLI calls (fit stage 1, fit stage 2, test each) plus a summary table.
+# The demo is ordinary CLI calls (fit stage 1, fit stage 2, test each, test stage 2's WiSE-FT average with
+# stage 1: mulclip-pl wise-ft) plus a summary table.
 # Stage 1 trains on short alt text in both domains' words and looks (data/synthlong/web.py); the test
 # calls score SynthLong's test split, its cross-domain set and the short-caption sets (configs/synthlong/test.yaml).
 # Stage 1 is reused while its config is unchanged; delete runs/demo/stage1 to train it again.
@@ -33,6 +34,10 @@ demo: install $(DEMO)/stage1/last.ckpt
 	$(CLI) test --config configs/synthlong/stage2.yaml --config configs/synthlong/test.yaml \
 		--ckpt_path $(DEMO)/stage2/last.ckpt --run_name "MulCLIP (full)" \
 		--trainer.logger false --trainer.default_root_dir $(DEMO)/test/stage2
+	$(CLI) wise-ft --ckpt $(DEMO)/stage2/last.ckpt --alpha 0.5 --out $(DEMO)/stage2/wise0.5.ckpt
+	$(CLI) test --config configs/synthlong/stage2.yaml --config configs/synthlong/test.yaml \
+		--ckpt_path $(DEMO)/stage2/wise0.5.ckpt --run_name "MulCLIP (full) + WiSE-FT 0.5" \
+		--trainer.logger false --trainer.default_root_dir $(DEMO)/test/wise
 	$(CLI) report $(DEMO)/test --out $(DEMO)/results.md
 
 $(DEMO)/stage1/last.ckpt: configs/synthlong/stage1.yaml | $(STAMP)

@@ -11,13 +11,15 @@
 # side by side in one table. REUSE=1 scores a run's existing last.ckpt instead of training it again.
 # Budget knobs, the same for every arm (docs/EXPERIMENTS.md gives the ones its tables used):
 #   EPOCHS=N  stage-2 epochs (default: the config's); LIMIT=B  test batches of 64 per set (default: all);
-#   MIXED=false  leave out the top-1-of-N rows (10 more texts per image to encode).
+#   MIXED=false  leave out the top-1-of-N rows (10 more texts per image to encode);
+#   WISE="1 0.5"  score each run as trained (1) and averaged with stage 1 at each other weight
+#                 (`mulclip-pl wise-ft --alpha`, row "... + WiSE-FT 0.5"); WISE=1 skips the averages.
 set -euo pipefail
 export CLI=${CLI:-.venv/bin/mulclip-pl} OUT=${OUT:-runs/bench_quality} SPLIT=${SPLIT:-test} EXTRA=${EXTRA:-}
 PRESETS=${PRESETS:-"global_only no_wpr full no_sap"}  # the arms the cross-domain question names first
 SEEDS=${SEEDS:-"0 1 2"}
 STAGE1=${STAGE1:-runs/demo/stage1/last.ckpt}
-export TAG=${TAG:-} REUSE=${REUSE:-} EPOCHS=${EPOCHS:-} LIMIT=${LIMIT:-} MIXED=${MIXED:-true}
+export TAG=${TAG:-} REUSE=${REUSE:-} EPOCHS=${EPOCHS:-} LIMIT=${LIMIT:-} MIXED=${MIXED:-true} WISE=${WISE:-"1 0.5"}
 JOBS=${JOBS:-2}
 
 label() {  # PRESET -> the table's row name
@@ -57,8 +59,16 @@ one_run() {  # PRESET SEED: fit from stage 1, then score on $SPLIT; PRESET stage
     --trainer.enable_progress_bar false --trainer.default_root_dir "$OUT/$name" --checkpoint.dirpath "$OUT/$name" \
     --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version "$name" $EXTRA > "$OUT/$name.log" 2>&1
   fi
-  local trained=$((SECONDS - start))
-  score configs/synthlong/stage2.yaml "$OUT/$name/last.ckpt" "$name" "$(label "$1")" --model.preset "$1"
+  local trained=$((SECONDS - start)) alpha
+  for alpha in $WISE; do  # 1: the fine-tuned model itself; else its WiSE-FT average with stage 1
+    if [ "$alpha" = 1 ]; then
+      score configs/synthlong/stage2.yaml "$OUT/$name/last.ckpt" "$name" "$(label "$1")" --model.preset "$1"
+    else
+      $CLI wise-ft --ckpt "$OUT/$name/last.ckpt" --alpha "$alpha" --out "$OUT/$name/wise$alpha.ckpt" >> "$OUT/$name.log" 2>&1
+      score configs/synthlong/stage2.yaml "$OUT/$name/wise$alpha.ckpt" "${name}_wise$alpha" \
+        "$(label "$1") + WiSE-FT $alpha" --model.preset "$1"
+    fi
+  done
   echo -e "$name\t$trained\t$((SECONDS - start - trained))" >> "$OUT/times.tsv"
   echo "finished $name (logs: $OUT/$name.log, $OUT/$name.$SPLIT.log)"
 }

@@ -63,7 +63,7 @@ def test_help_lists_the_tool_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("fit", "test", "export", "explain", "shrink-images", "report"):
+    for name in ("fit", "test", "export", "explain", "shrink-images", "report", "wise-ft"):
         assert name in out
     with pytest.raises(SystemExit):
         main(["export", "--help"])

@@ -38,6 +38,7 @@ TOOLS = {
     "shrink-images": ("mulclip_pl.data.shrink", "shrink_images", "copy a data set with smaller images (faster loading)"),
     "prepare": ("mulclip_pl.data.prepared.prepare", "prepare", "write a corpus as sharded `datasets` Arrow, text pre-tokenised"),
     "report": ("mulclip_pl.eval.report", "report", "merge results.json files into one table (mean ± std over runs)"),
+    "wise-ft": ("mulclip_pl.module.wise_ft", "wise_ft", "average a fine-tuned model's towers with its start (WiSE-FT)"),
 }
 # One line each for `mulclip-pl --help` (Lightning cuts its docstrings' first sentences mid-line).
 SUBCOMMAND_HELP = {

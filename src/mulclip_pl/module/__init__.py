@@ -5,7 +5,8 @@
 - ``chunked_step``: gradient caching over chunks of a batch (``--model.encode_chunk``);
 - ``hparams``: the presets and the checks of its arguments;
 - ``training_hooks`` / ``eval_steps``: its Lightning hooks for fit and for validate / test / predict;
-- ``resume_check``: whether a checkpoint can resume a fit, refused in one line before it loads.
+- ``resume_check``: whether a checkpoint can resume a fit, refused in one line before it loads;
+- ``wise_ft``: ``mulclip-pl wise-ft``, a fine-tuned model's towers averaged with its start's.
 
 Built on ``model`` (the CLIP), ``objectives`` (the losses), ``metrics`` (evaluation), ``training`` (run
 bookkeeping) and ``weights``; the exports, maps, metrics and CLI on top use it.

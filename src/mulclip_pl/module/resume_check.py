@@ -5,7 +5,7 @@ file to ``on_load_checkpoint`` before the weights and the optimizer take it; FSD
 before any hook of the module runs, and fails with a traceback. So ``MulCLIPCLI.before_fit`` checks the
 file before ``fit`` starts (any strategy), and ``on_load_checkpoint`` checks it again for one-process
 and DDP fits started from Python (an FSDP fit started so meets Lightning's own error). Refused in one
-line, with the fix: another model (an architecture argument, the heads a preset builds, a weight's name
+line, with the fix: weights without an optimizer state, another model (an architecture argument, the heads a preset builds, a weight's name
 or shape), an optimizer state whose parameter names are not this optimizer's, and, under FSDP, a file
 written before the optimizer state was keyed by name.
 """
@@ -35,7 +35,10 @@ def check_resumable(module: nn.Module, checkpoint: dict[str, Any], path: str, sh
         raise ResumeError(f"--ckpt_path {path} holds another model: {model}; resume with its model arguments (given "
                           f"the file itself rather than `last`, the CLI reads them from it), or start a new run from "
                           f"its weights with --model.init_from {path}")
-    states = checkpoint.get("optimizer_states", [])
+    if "optimizer_states" not in checkpoint:
+        raise ResumeError(f"--ckpt_path {path} holds weights only, no optimizer state (e.g. a `mulclip-pl wise-ft` "
+                          f"average): start a new run from its weights with --model.init_from {path}")
+    states = checkpoint["optimizer_states"]
     if sharded and any(keying(state) == IN_OPTIMIZER for state in states):
         raise ResumeError(f"--ckpt_path {path} keys its optimizer state by position (written before issue #47), "
                           "which FSDP reads as positions in the model: resume it once without FSDP (one process or "

@@ -72,8 +72,7 @@ class TrainingHooks:
         fitting = getattr(getattr(trainer, "state", None), "fn", None) == TrainerFn.FITTING
         if fitting and not is_sharded(trainer.strategy):
             named = check_resumable(self, checkpoint, str(trainer.ckpt_path), sharded=False)
-            if "optimizer_states" in checkpoint:  # else Lightning says the file holds weights only
-                checkpoint["optimizer_states"] = [by_position(state, optimizer_groups(self)) for state in named]
+            checkpoint["optimizer_states"] = [by_position(state, optimizer_groups(self)) for state in named]
         if "rng_states" in checkpoint:
             trainer = self._trainer
             random_state.restore_rank(checkpoint["rng_states"], trainer.global_rank if trainer else 0,

@@ -100,7 +100,15 @@ class SafeCheckpoints(Callback):
 
 def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trust_pickle: bool = False):
     """The ``state_dict`` of a Lightning checkpoint written by ``mulclip-pl fit`` (and its
-    ``hyper_parameters`` with ``with_hparams``).
+    ``hyper_parameters`` with ``with_hparams``), read as ``load_checkpoint_dict`` reads it."""
+    checkpoint = load_checkpoint_dict(path, trust_pickle=trust_pickle)
+    if with_hparams:
+        return checkpoint["state_dict"], dict(checkpoint.get("hyper_parameters", {}))
+    return checkpoint["state_dict"]
+
+
+def load_checkpoint_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Any]:
+    """The whole Lightning checkpoint at ``path``, on the CPU.
 
     Read with ``weights_only=True``: a checkpoint from elsewhere cannot run code when opened. One
     that holds other pickled objects is refused unless ``trust_pickle``.
@@ -123,9 +131,7 @@ def read_lightning_checkpoint(path: str | Path, with_hparams: bool = False, trus
             f"{file} is not a Lightning checkpoint (no 'state_dict'); "
             "for plain CLIP / Long-CLIP weights files use --model.pretrained"
         )
-    if with_hparams:
-        return checkpoint["state_dict"], dict(checkpoint.get("hyper_parameters", {}))
-    return checkpoint["state_dict"]
+    return checkpoint
 
 
 def map_checkpoint(path: str | Path) -> dict[str, Any] | None:

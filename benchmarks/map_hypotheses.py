@@ -12,7 +12,10 @@ own maps. Each row re-weights the same sentence-patch cosines, so only the named
 - ``opposite``: the top 25% of the *negated* cosines. Above chance where ``shipped`` is below it,
   the patches a sentence matches least are its object's: CLIP's last-layer patch tokens are known to
   light up the background (the "opposite visualisation" of Li et al., CLIP Surgery, 2023);
-- ``cosine``: the positive part of the cosine map, no softmax.
+- ``cosine``: the positive part of the cosine map, no softmax;
+- ``block K``: SAP's weights over the patch tokens of vision block K (``--tap-blocks``), through the same
+  final LayerNorm and projection: whether tokens that have not yet mixed in the global context keep
+  their place (what ``--model.wpr_patch_block`` gives WPR).
 Each figure: mean in-box mass minus chance (the box's share of the view), 95% interval over images.
 """
 
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from open_clip import image_transform
 
 from mulclip_pl.data.images import load_image
 from mulclip_pl.data.text import SentenceSplitter
@@ -53,20 +58,33 @@ def variants(module: MulCLIP) -> dict[str, Callable[[torch.Tensor], torch.Tensor
     }
 
 
-def measure(module: MulCLIP, records: list[dict], data: Path) -> dict[str, str]:
+@torch.no_grad()
+def block_cosines(module: MulCLIP, image, sentences: list[str], tokenizer, block: int) -> torch.Tensor:
+    """(M, P) cosines between the sentences and the projected patch tokens of vision block ``block``."""
+    cfg = module.preprocess_config()
+    pixels = image_transform(cfg["image_size"], is_train=False, mean=cfg["mean"], std=cfg["std"])(image)[None]
+    patches = F.normalize(module.backbone.encode_image(pixels, tap_block=block).v_tap[0], dim=-1)
+    return module.encode_text(tokenizer(sentences)) @ patches.T
+
+
+def measure(module: MulCLIP, records: list[dict], data: Path, tap_blocks: list[int]) -> dict[str, str]:
     splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
     kinds = variants(module)
-    gains: dict[str, list[list[float]]] = {name: [] for name in kinds}
+    gains: dict[str, list[list[float]]] = {name: [] for name in [*kinds, *(f"block {b}" for b in tap_blocks)]}
     for record in records:
-        explanation = relevance_maps(module, load_image(data / record["image"], record["id"]), record["caption"],
-                                     splitter, tokenizer)
+        image = load_image(data / record["image"], record["id"])
+        explanation = relevance_maps(module, image, record["caption"], splitter, tokenizer)
         grid = explanation.cosine.shape[1:]
         cosine = explanation.cosine.flatten(1)
         shipped = kinds["shipped"](cosine)
         torch.testing.assert_close(shipped, explanation.sap.flatten(1), rtol=0, atol=1e-6)  # the same maps
         boxes = [tuple(obj["box"]) for obj in record["objects"]]
-        for name, reweigh in kinds.items():
-            maps = reweigh(cosine).view(-1, *grid)
+        reweighed = {name: reweigh(cosine) for name, reweigh in kinds.items()}
+        for block in tap_blocks:
+            reweighed[f"block {block}"] = kinds["shipped"](block_cosines(module, image, explanation.sentences,
+                                                                         tokenizer, block))
+        for name, weights in reweighed.items():
+            maps = weights.view(-1, *grid)
             gains[name].append([mass_in_box(maps[j], box, explanation.crop) - visible_share(box, explanation.crop)
                                 for j, box in enumerate(boxes, start=1)])
     return {name: str(bootstrap_mean(values)) for name, values in gains.items()}
@@ -79,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--checkpoints", nargs="*", default=None, help="default: DEMO/stage2/last.ckpt")
+    parser.add_argument("--tap-blocks", type=int, nargs="*", default=[-2, -4], help="earlier vision blocks to map")
     args = parser.parse_args(argv)
     records = first_records(Path(args.data), args.images, args.split)
     paths = [Path(args.demo) / "stage1" / "last.ckpt", *map(Path, args.checkpoints or [Path(args.demo) / "stage2" / "last.ckpt"])]
-    table = {f"{p.parent.name}/{p.stem}": measure(MulCLIP.load_trained(p), records, Path(args.data)) for p in paths}
+    table = {f"{p.parent.name}/{p.stem}": measure(MulCLIP.load_trained(p), records, Path(args.data), args.tap_blocks) for p in paths}
     names = list(next(iter(table.values())))
     print(f"in-box mass minus chance [95% CI], {args.split} split, first {len(records)} images")
     print("| model | " + " | ".join(names) + " |")

@@ -32,6 +32,7 @@ from open_clip import image_transform
 from mulclip_pl.data.images import load_image
 from mulclip_pl.data.text import SentenceSplitter
 from mulclip_pl.module import MulCLIP
+from mulclip_pl.objectives.sap import weights_from_scores
 from mulclip_pl.tokenizer import LongTextTokenizer
 from mulclip_pl.viz.attention import mass_in_box, relevance_maps
 from mulclip_pl.viz.geometry import visible_share
@@ -39,11 +40,8 @@ from mulclip_pl.viz.localization import bootstrap_mean, first_records
 
 
 def weights_from_cosine(cosine: torch.Tensor, tau: float, top_k: int | None) -> torch.Tensor:
-    """(M, P) cosines -> SAP's softmax weights (``objectives.sap.patch_weights`` on precomputed cosines)."""
-    scores = cosine / tau
-    if top_k is not None and top_k < scores.shape[-1]:
-        scores = scores.masked_fill(scores < scores.topk(top_k, dim=-1).values[..., -1:], float("-inf"))
-    return scores.softmax(dim=-1)
+    """(M, P) cosines -> SAP's softmax weights, as the loss computes them (``objectives.sap``)."""
+    return weights_from_scores(cosine / tau, top_k)
 
 
 def variants(module: MulCLIP) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:

@@ -22,11 +22,15 @@ from mulclip_pl.objectives.precision import fp32
 def patch_weights(t_sub: torch.Tensor, v_loc: torch.Tensor, tau_s: float, top_k: int | None) -> torch.Tensor:
     """(B, M, d) sentences, (B, P, d) patches, both normalised -> (B, M, P) fp32 aggregation weights."""
     with fp32(v_loc):
-        scores = torch.einsum("bmd,bpd->bmp", t_sub.float(), v_loc.float()) / tau_s
-        if top_k is not None and top_k < scores.shape[-1]:
-            threshold = scores.topk(top_k, dim=-1).values[..., -1:]
-            scores = scores.masked_fill(scores < threshold, float("-inf"))
-        return scores.softmax(dim=-1)
+        return weights_from_scores(torch.einsum("bmd,bpd->bmp", t_sub.float(), v_loc.float()) / tau_s, top_k)
+
+
+def weights_from_scores(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """(..., P) temperature-scaled sentence-patch scores -> softmax over each row's ``top_k`` best (None: all)."""
+    if top_k is not None and top_k < scores.shape[-1]:
+        threshold = scores.topk(top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < threshold, float("-inf"))
+    return scores.softmax(dim=-1)
 
 
 def region_embeddings(weights: torch.Tensor, v_loc: torch.Tensor) -> torch.Tensor:

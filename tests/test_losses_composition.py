@@ -66,6 +66,41 @@ def test_a_zero_lambda_switches_its_term_and_heads_off(batch):
     torch.testing.assert_close(losses.total, losses.terms["global"])
 
 
+def _text_rows_encoded(module: MulCLIP, batch: dict) -> tuple[int, object]:
+    """(text rows through the tower, the losses) of one compute_losses call."""
+    rows, encode_text = [], module.backbone.encode_text
+    module.backbone.encode_text = lambda tokens, **kw: rows.append(tokens.shape[0]) or encode_text(tokens, **kw)
+    try:
+        losses = module.compute_losses(batch)
+        return sum(rows), losses
+    finally:
+        del module.backbone.encode_text
+
+
+@pytest.mark.parametrize("preset", ["global_only", "no_wpr", "full"])
+@pytest.mark.parametrize("zero", ["long", "short"])
+def test_a_zero_caption_weight_skips_its_text_pass_and_keeps_the_gradient(batch, preset, zero):
+    """Stage 1 trains on summaries only (long_weight 0): its long-caption pass is skipped, unless a
+    local term reads the long caption's tokens (WPR), and the gradient is the other global term's alone."""
+    both, _ = _text_rows_encoded(_module(preset, **WEIGHTS), batch)
+    module = _module(preset, **{**WEIGHTS, f"{zero}_weight": 0.0})
+    rows, losses = _text_rows_encoded(module, batch)
+    long_pass_needed = zero == "long" and module.use_wpr
+    assert rows == both - (0 if long_pass_needed else batch["image"].shape[0])
+    assert f"global_{zero}" not in losses.terms
+    kept, weight = ("short", 0.3) if zero == "long" else ("long", 0.7)
+    params = [p for p in module.parameters() if p.requires_grad]
+    expected = weight * infonce(module.encode_image(batch["image"]), module.encode_text(batch[kept]), module.logit_scale())
+    torch.testing.assert_close(losses.terms["global"], expected, rtol=1e-5, atol=1e-6)
+    got = torch.autograd.grad(losses.terms["global"], params, allow_unused=True)
+    want = torch.autograd.grad(expected, params, allow_unused=True)
+    for name, g, w in zip([n for n, p in module.named_parameters() if p.requires_grad], got, want):
+        if w is None:
+            assert g is None or not g.any(), name
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
 def test_temperatures_and_top_k_reach_the_objectives(batch):
     """The objectives' own defaults equal the module's (0.07, no top-k): only other values show a lost one."""
     module = _module(tau_r=0.03, tau_w=0.2, tau_s=0.5, sap_top_k_fraction=0.5).eval()  # 16 patches -> top 8

@@ -257,11 +257,12 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
             features = sample_features(self, batch)
         scale = self.logit_scale()
         plain = hp.identical_texts_as_negatives  # else identical texts are not negatives (METHOD.md §2)
-        terms = {
-            "global_long": infonce(features.v_cls, features.t_long, scale, None if plain else text_keys(batch["long"])),
-            "global_short": infonce(features.v_cls, features.t_short, scale, None if plain else text_keys(batch["short"])),
-        }
-        terms["global"] = hp.long_weight * terms["global_long"] + hp.short_weight * terms["global_short"]
+        terms, weighted = {}, []
+        for name, texts, weight in (("long", features.t_long, hp.long_weight), ("short", features.t_short, hp.short_weight)):
+            if texts is not None:  # not encoded when its weight is 0 (sample_features)
+                terms[f"global_{name}"] = infonce(features.v_cls, texts, scale, None if plain else text_keys(batch[name]))
+                weighted.append(weight * terms[f"global_{name}"])
+        terms["global"] = sum(weighted) if weighted else features.v_cls.new_zeros(())
         total = hp.lambda_global * terms["global"]
         if features.word_image is not None:  # WPR, computed within each sample (§4)
             word = features.word_image + features.word_text

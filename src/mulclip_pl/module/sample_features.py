@@ -27,8 +27,8 @@ DIFFERENTIABLE = ("v_cls", "t_long", "t_short", "t_sub", "vbar", "word_image", "
 @dataclass
 class SampleFeatures:
     v_cls: torch.Tensor  # (n, d) normalised image embeddings
-    t_long: torch.Tensor  # (n, d) normalised long-caption embeddings
-    t_short: torch.Tensor  # (n, d) normalised summary embeddings
+    t_long: torch.Tensor | None  # (n, d) normalised long-caption embeddings (None: long_weight 0, not encoded)
+    t_short: torch.Tensor | None  # (n, d) normalised summary embeddings (None: short_weight 0, not encoded)
     t_sub: torch.Tensor | None = None  # (n, M, d) normalised sentence embeddings (SAP only)
     vbar: torch.Tensor | None = None  # (n, M, d) SAP's region embeddings, fp32
     sub_mask: torch.Tensor | None = None  # (n, M) True where sentence i exists (SAP only)
@@ -44,13 +44,17 @@ def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) ->
     v_cls = F.normalize(image.v_cls, dim=-1)
     v_loc = F.normalize(image.v_loc, dim=-1)
     span = model.use_sap and hp.sentence_features == "span"
-    long = model.backbone.encode_text(batch["long"], with_tokens=model.use_wpr or span)
-    t_long = F.normalize(long.t_eot, dim=-1)
+    # A text pass whose loss weight is 0 and that no local term reads is skipped: stage 1's alt text is both
+    # its long and its short caption, and the zero-weighted pass cost a third of a step for a zero gradient.
+    long = None
+    if hp.long_weight > 0 or model.use_wpr or span:
+        long = model.backbone.encode_text(batch["long"], with_tokens=model.use_wpr or span)
+    t_long = F.normalize(long.t_eot, dim=-1) if hp.long_weight > 0 else None
     if span:  # sentences pooled from the long caption's tokens: no extra text pass
-        t_short = model.encode_text(batch["short"])
+        t_short = model.encode_text(batch["short"]) if hp.short_weight > 0 else None
         t_sub, sub_mask = span_sentence_features(long.t_tokens, batch["sub_span"], batch["sub_mask"])
     else:
-        (t_short, t_sub), sub_mask = encode_short_and_sentences(model, batch), batch["sub_mask"]
+        (t_short, t_sub), sub_mask = encode_short_and_sentences(model, batch, hp.short_weight > 0), batch["sub_mask"]
     features = SampleFeatures(v_cls=v_cls, t_long=t_long, t_short=t_short)
     if model.use_wpr:
         words, t_mask = F.normalize(long.t_tokens, dim=-1), long.word_mask
@@ -70,16 +74,19 @@ def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) ->
     return features
 
 
-def encode_short_and_sentences(model: L.LightningModule,
-                               batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP)."""
+def encode_short_and_sentences(model: L.LightningModule, batch: dict[str, torch.Tensor],
+                               with_short: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP).
+    ``with_short`` False: no summaries (their loss weight is 0), None in their place."""
     short, subs, sub_mask = batch["short"], batch["sub"], batch["sub_mask"]
+    if not with_short:
+        short = short[:0]
     if not model.use_sap:
-        return model.encode_text(short), None
+        return (model.encode_text(short) if with_short else None), None
     width = max(short.shape[1], subs.shape[2])
     texts = torch.cat([F.pad(short, (0, width - short.shape[1])), F.pad(subs[sub_mask], (0, width - subs.shape[2]))])
     encoded = model.encode_text(texts)
-    t_short = encoded[: short.shape[0]]
+    t_short = encoded[: short.shape[0]] if with_short else None
     t_sub = encoded.new_zeros(*sub_mask.shape, encoded.shape[-1])
     t_sub[sub_mask] = encoded[short.shape[0]:]
     return t_short, t_sub

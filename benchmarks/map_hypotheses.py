@@ -13,6 +13,11 @@ own maps. Each row re-weights the same sentence-patch cosines, so only the named
   the patches a sentence matches least are its object's: CLIP's last-layer patch tokens are known to
   light up the background (the "opposite visualisation" of Li et al., CLIP Surgery, 2023);
 - ``cosine``: the positive part of the cosine map, no softmax;
+- ``de-biased``: SAP's weights over each patch's cosine minus its mean over the caption's sentences
+  (CLIP Surgery's "feature surgery": what every sentence matches, the shared background, cancels);
+- ``v-v attention``: SAP's weights over patch tokens whose last vision block attends value to value
+  and skips its MLP (CLIP Surgery's v-v path: q-k attention in the last layers mixes the global
+  context into every patch);
 - ``block K``: SAP's weights over the patch tokens of vision block K (``--tap-blocks``), through the same
   final LayerNorm and projection: whether tokens that have not yet mixed in the global context keep
   their place (what ``--model.wpr_patch_block`` gives WPR).
@@ -53,22 +58,47 @@ def variants(module: MulCLIP) -> dict[str, Callable[[torch.Tensor], torch.Tensor
         "tau 1": lambda c: weights_from_cosine(c, 1.0, top_k),
         "opposite": lambda c: weights_from_cosine(-c, tau, top_k),
         "cosine": lambda c: c,
+        "de-biased": lambda c: weights_from_cosine(c - c.mean(dim=0, keepdim=True), tau, top_k),
     }
+
+
+def _pixels(module: MulCLIP, image) -> torch.Tensor:
+    cfg = module.preprocess_config()
+    return image_transform(cfg["image_size"], is_train=False, mean=cfg["mean"], std=cfg["std"])(image)[None]
+
+
+@torch.no_grad()
+def vv_patch_tokens(module: MulCLIP, pixels: torch.Tensor) -> torch.Tensor:
+    """(P, d) normalised patch tokens whose last vision block is CLIP Surgery's v-v attention without
+    its MLP: softmax(v v^T / sqrt(head_dim)) v per head, out-projected, added to the block's input."""
+    visual = module.backbone.clip.visual
+    *blocks, last = visual.transformer.resblocks
+    x = visual._embeds(pixels)
+    for block in blocks:
+        x = block(x)
+    attention = last.attn
+    heads, width = attention.num_heads, x.shape[-1]
+    values = F.linear(last.ln_1(x), attention.in_proj_weight[2 * width:], attention.in_proj_bias[2 * width:])
+    values = values.unflatten(-1, (heads, width // heads)).transpose(1, 2)  # (B, heads, N, head_dim)
+    mixed = F.scaled_dot_product_attention(values, values, values).transpose(1, 2).flatten(2)
+    x = x + last.ls_1(attention.out_proj(mixed))
+    tokens = visual._pool(x)[1]
+    tokens = tokens @ visual.proj if visual.proj is not None else tokens
+    return F.normalize(tokens[0], dim=-1)
 
 
 @torch.no_grad()
 def block_cosines(module: MulCLIP, image, sentences: list[str], tokenizer, block: int) -> torch.Tensor:
     """(M, P) cosines between the sentences and the projected patch tokens of vision block ``block``."""
-    cfg = module.preprocess_config()
-    pixels = image_transform(cfg["image_size"], is_train=False, mean=cfg["mean"], std=cfg["std"])(image)[None]
-    patches = F.normalize(module.backbone.encode_image(pixels, tap_block=block).v_tap[0], dim=-1)
+    patches = F.normalize(module.backbone.encode_image(_pixels(module, image), tap_block=block).v_tap[0], dim=-1)
     return module.encode_text(tokenizer(sentences)) @ patches.T
 
 
 def measure(module: MulCLIP, records: list[dict], data: Path, tap_blocks: list[int]) -> dict[str, str]:
     splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
     kinds = variants(module)
-    gains: dict[str, list[list[float]]] = {name: [] for name in [*kinds, *(f"block {b}" for b in tap_blocks)]}
+    extra = ["v-v attention", *(f"block {b}" for b in tap_blocks)]
+    gains: dict[str, list[list[float]]] = {name: [] for name in [*kinds, *extra]}
     for record in records:
         image = load_image(data / record["image"], record["id"])
         explanation = relevance_maps(module, image, record["caption"], splitter, tokenizer)
@@ -78,6 +108,8 @@ def measure(module: MulCLIP, records: list[dict], data: Path, tap_blocks: list[i
         torch.testing.assert_close(shipped, explanation.sap.flatten(1), rtol=0, atol=1e-6)  # the same maps
         boxes = [tuple(obj["box"]) for obj in record["objects"]]
         reweighed = {name: reweigh(cosine) for name, reweigh in kinds.items()}
+        t_sub = module.encode_text(tokenizer(explanation.sentences))
+        reweighed["v-v attention"] = kinds["shipped"](t_sub @ vv_patch_tokens(module, _pixels(module, image)).T)
         for block in tap_blocks:
             reweighed[f"block {block}"] = kinds["shipped"](block_cosines(module, image, explanation.sentences,
                                                                          tokenizer, block))

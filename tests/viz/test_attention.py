@@ -147,7 +147,7 @@ def test_committed_notebook_carries_its_maps_and_the_localization_figure():
             assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source
     printed = "".join(o.get("text", "") for cell in code for o in cell.outputs)
     assert "untrained" not in printed  # executed with the demo's checkpoints
-    counted = re.search(r"\| model \((\d+) objects in (\d+) test images\)", printed)
+    counted = re.search(r"\| model \((\d+) objects in (\d+) images\)", printed)  # markdown_table's header
     assert counted and int(counted.group(1)) >= 200
     for model in ("stage 1 (short captions)", "global only (Long-CLIP-style)", "MulCLIP"):
         assert re.search(rf"\| {re.escape(model)} \| \d\.\d{{3}} \[\d\.\d{{3}}, \d\.\d{{3}}\]", printed), model

@@ -27,8 +27,8 @@ DIFFERENTIABLE = ("v_cls", "t_long", "t_short", "t_sub", "vbar", "word_image", "
 @dataclass
 class SampleFeatures:
     v_cls: torch.Tensor  # (n, d) normalised image embeddings
-    t_long: torch.Tensor | None  # (n, d) normalised long-caption embeddings (None: long_weight 0, not encoded)
-    t_short: torch.Tensor | None  # (n, d) normalised summary embeddings (None: short_weight 0, not encoded)
+    t_long: torch.Tensor | None = None  # (n, d) normalised long-caption embeddings (None: long_weight 0, not encoded)
+    t_short: torch.Tensor | None = None  # (n, d) normalised summary embeddings (None: short_weight 0, not encoded)
     t_sub: torch.Tensor | None = None  # (n, M, d) normalised sentence embeddings (SAP only)
     vbar: torch.Tensor | None = None  # (n, M, d) SAP's region embeddings, fp32
     sub_mask: torch.Tensor | None = None  # (n, M) True where sentence i exists (SAP only)

@@ -88,12 +88,12 @@ def vv_patch_tokens(module: MulCLIP, pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def block_cosines(module: MulCLIP, image, sentences: list[str], tokenizer, block: int) -> torch.Tensor:
-    """(M, P) cosines between the sentences and the projected patch tokens of vision block ``block``."""
-    patches = F.normalize(module.backbone.encode_image(_pixels(module, image), tap_block=block).v_tap[0], dim=-1)
-    return module.encode_text(tokenizer(sentences)) @ patches.T
+def block_patch_tokens(module: MulCLIP, pixels: torch.Tensor, block: int) -> torch.Tensor:
+    """(P, d) normalised patch tokens of vision block ``block``, through the final LayerNorm and projection."""
+    return F.normalize(module.backbone.encode_image(pixels, tap_block=block).v_tap[0], dim=-1)
 
 
+@torch.no_grad()
 def measure(module: MulCLIP, records: list[dict], data: Path, tap_blocks: list[int]) -> dict[str, str]:
     splitter, tokenizer = SentenceSplitter(), LongTextTokenizer(module.backbone.context_length)
     kinds = variants(module)
@@ -108,11 +108,11 @@ def measure(module: MulCLIP, records: list[dict], data: Path, tap_blocks: list[i
         torch.testing.assert_close(shipped, explanation.sap.flatten(1), rtol=0, atol=1e-6)  # the same maps
         boxes = [tuple(obj["box"]) for obj in record["objects"]]
         reweighed = {name: reweigh(cosine) for name, reweigh in kinds.items()}
-        t_sub = module.encode_text(tokenizer(explanation.sentences))
-        reweighed["v-v attention"] = kinds["shipped"](t_sub @ vv_patch_tokens(module, _pixels(module, image)).T)
-        for block in tap_blocks:
-            reweighed[f"block {block}"] = kinds["shipped"](block_cosines(module, image, explanation.sentences,
-                                                                         tokenizer, block))
+        # Other patch tokens of the same image, against the same sentences (encoded and transformed once).
+        pixels, t_sub = _pixels(module, image), module.encode_text(tokenizer(explanation.sentences))
+        patches = {"v-v attention": vv_patch_tokens(module, pixels),
+                   **{f"block {block}": block_patch_tokens(module, pixels, block) for block in tap_blocks}}
+        reweighed.update({name: kinds["shipped"](t_sub @ tokens.T) for name, tokens in patches.items()})
         for name, weights in reweighed.items():
             maps = weights.view(-1, *grid)
             gains[name].append([mass_in_box(maps[j], box, explanation.crop) - visible_share(box, explanation.crop)

@@ -79,10 +79,10 @@ def encode_short_and_sentences(model: L.LightningModule, batch: dict[str, torch.
     """One text pass for the summaries and the *present* sentences: (B, d), (B, M, d) (None without SAP).
     ``with_short`` False: no summaries (their loss weight is 0), None in their place."""
     short, subs, sub_mask = batch["short"], batch["sub"], batch["sub_mask"]
-    if not with_short:
-        short = short[:0]
     if not model.use_sap:
         return (model.encode_text(short) if with_short else None), None
+    if not with_short:
+        short = short[:0]  # the sentences alone go through the tower
     width = max(short.shape[1], subs.shape[2])
     texts = torch.cat([F.pad(short, (0, width - short.shape[1])), F.pad(subs[sub_mask], (0, width - subs.shape[2]))])
     encoded = model.encode_text(texts)

@@ -96,10 +96,10 @@ def test_impossible_settings_fail_naming_the_key(key, value, match):
 
 
 # ---------------------------------------------------------------- distributed parity
-def _ddp_worker(rank, world, init_file, state_path, batch, out_path):
+def _ddp_worker(rank, world, init_file, state_path, batch, out_path, options):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    module = make_module()
+    module = make_module(**options)
     module.load_state_dict(torch.load(state_path))
     module.eval()  # no dropout in these configs; eval keeps it deterministic regardless
     shard = {k: v.chunk(world)[rank] for k, v in batch.items()}
@@ -115,14 +115,16 @@ def _ddp_worker(rank, world, init_file, state_path, batch, out_path):
     dist.destroy_process_group()
 
 
-def test_two_gloo_processes_equal_one_process_with_double_batch(tmp_path, batch):
-    module = make_module().eval()
+@pytest.mark.parametrize("options", [{}, dict(preset="global_only", long_weight=0.0, short_weight=1.0)],
+                         ids=["full", "stage1-summaries-only"])  # the latter: no long-caption pass
+def test_two_gloo_processes_equal_one_process_with_double_batch(tmp_path, batch, options):
+    module = make_module(**options).eval()
     torch.save(module.state_dict(), tmp_path / "state.pt")
     loss = module.compute_losses(batch).total
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in module.parameters()])
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "state.pt"), batch, str(tmp_path / "out.pt")),
-             nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "state.pt"), batch, str(tmp_path / "out.pt"),
+                                options), nprocs=2, join=True)
     result = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(result["grads"], grads, rtol=1e-4, atol=1e-5)

@@ -17,7 +17,7 @@ own maps. Each row re-weights the same sentence-patch cosines, so only the named
   (CLIP Surgery's "feature surgery": what every sentence matches, the shared background, cancels);
 - ``v-v attention``: SAP's weights over patch tokens whose last vision block attends value to value
   and skips its MLP (CLIP Surgery's v-v path: q-k attention in the last layers mixes the global
-  context into every patch);
+  context into every patch; what ``--model.patch_tokens value_value`` trains, and then ``shipped``);
 - ``block K``: SAP's weights over the patch tokens of vision block K (``--tap-blocks``), through the same
   final LayerNorm and projection: whether tokens that have not yet mixed in the global context keep
   their place (what ``--model.wpr_patch_block`` gives WPR).
@@ -69,22 +69,9 @@ def _pixels(module: MulCLIP, image) -> torch.Tensor:
 
 @torch.no_grad()
 def vv_patch_tokens(module: MulCLIP, pixels: torch.Tensor) -> torch.Tensor:
-    """(P, d) normalised patch tokens whose last vision block is CLIP Surgery's v-v attention without
-    its MLP: softmax(v v^T / sqrt(head_dim)) v per head, out-projected, added to the block's input."""
-    visual = module.backbone.clip.visual
-    *blocks, last = visual.transformer.resblocks
-    x = visual._embeds(pixels)
-    for block in blocks:
-        x = block(x)
-    attention = last.attn
-    heads, width = attention.num_heads, x.shape[-1]
-    values = F.linear(last.ln_1(x), attention.in_proj_weight[2 * width:], attention.in_proj_bias[2 * width:])
-    values = values.unflatten(-1, (heads, width // heads)).transpose(1, 2)  # (B, heads, N, head_dim)
-    mixed = F.scaled_dot_product_attention(values, values, values).transpose(1, 2).flatten(2)
-    x = x + last.ls_1(attention.out_proj(mixed))
-    tokens = visual._pool(x)[1]
-    tokens = tokens @ visual.proj if visual.proj is not None else tokens
-    return F.normalize(tokens[0], dim=-1)
+    """(P, d) normalised patch tokens of a last vision block that attends value to value without its MLP
+    (what ``--model.patch_tokens value_value`` trains; model/value_attention.py)."""
+    return F.normalize(module.backbone.encode_image(pixels, value_value=True).v_loc[0], dim=-1)
 
 
 @torch.no_grad()

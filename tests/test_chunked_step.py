@@ -69,6 +69,7 @@ def test_chunked_gradients_equal_the_whole_batch(batch, preset, chunk):
 @pytest.mark.parametrize("options", [
     dict(calibration="image"), dict(calibration="none"), dict(sentence_features="span"),
     dict(wpr_patch_block=0), dict(identical_texts_as_negatives=True), dict(grad_checkpointing=True),
+    dict(patch_tokens="value_value"), dict(patch_tokens="value_value", grad_checkpointing=True),
     dict(preset="global_only", long_weight=0.0, short_weight=1.0),  # stage 1: no long-caption pass
 ], ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()))
 def test_chunked_gradients_equal_with_every_option(batch, options):

@@ -2,8 +2,8 @@
 DDP and FSDP in tests/test_fsdp.py).
 
 The fits are shared: one eager and one compiled fit of 20 steps with activation checkpointing, the
-chunked step (gradient caching) and WPR on an earlier block, over batches of mixed caption lengths and
-sentence counts; each resumed at step 10 by the other kind; and 4 steps of each under bf16-mixed.
+chunked step (gradient caching), WPR on an earlier block and value-value patch tokens, over batches of
+mixed caption lengths and sentence counts; each resumed at step 10 by the other kind; and 4 steps of each under bf16-mixed.
 Weights are compared by their updates, within fp32 noise (tests/helpers/updates.py).
 """
 
@@ -26,7 +26,8 @@ from tests.conftest import TEST_MODEL, make_batch
 from tests.helpers.training import BatchList
 from tests.helpers.updates import assert_trained_alike, update_gap
 
-OPTIONS = dict(grad_checkpointing=True, encode_chunk=2, wpr_patch_block=0)  # every path the towers take in a step
+OPTIONS = dict(grad_checkpointing=True, encode_chunk=2, wpr_patch_block=0,  # every path the towers take in a step
+               patch_tokens="value_value")
 EPOCH = 10  # batches per epoch; 2 epochs, and the resumed fits start from the checkpoint after the first
 MAX_GRAPHS = 4  # image and text blocks, each with and without a graph (the chunked step's first pass)
 

@@ -55,8 +55,8 @@ class PositionCodedModel:
         patches = GRID[0] * GRID[1]
         image = SimpleNamespace(v_loc=torch.eye(patches)[None], v_cls=torch.ones(1, patches))
         visual = SimpleNamespace(grid_size=GRID)
-        self.backbone = SimpleNamespace(encode_image=lambda pixels: image, context_length=248,
-                                        clip=SimpleNamespace(visual=visual))
+        self.encode_patches = lambda pixels: image
+        self.backbone = SimpleNamespace(context_length=248, clip=SimpleNamespace(visual=visual))
         self.texts: dict[bytes, torch.Tensor] = {}
 
     def learn(self, sentences: list[str]) -> None:

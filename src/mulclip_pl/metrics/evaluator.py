@@ -27,7 +27,7 @@ from mulclip_pl.metrics.zeroshot import ZeroShotAccuracy, build_zeroshot_classif
 from mulclip_pl.tokenizer import LongTextTokenizer
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
-PatchEncoder = Callable[[torch.Tensor], Any]  # images -> features with ``v_loc`` (B, P, d), e.g. ClipBackbone.encode_image
+PatchEncoder = Callable[[torch.Tensor], Any]  # images -> features with ``v_loc`` (B, P, d), e.g. MulCLIP.encode_patches
 
 
 class Evaluator(nn.Module):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mulclip_pl.model.value_attention import value_value_tokens
+
 # Text rows are encoded in up to LENGTH_GROUPS groups of similar length, of at least MIN_GROUP_ROWS rows each.
 LENGTH_GROUPS = 4
 MIN_GROUP_ROWS = 32
@@ -98,18 +100,28 @@ class ClipBackbone(nn.Module):
         mean, std = self._pixel_stats
         return images.float().div(255).sub(mean).div(std).to(self.clip.visual.conv1.weight.dtype)
 
-    def encode_image(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
+    def encode_image(self, images: torch.Tensor, tap_block: int | None = None,
+                     value_value: bool = False) -> ImageFeatures:
         """(B, 3, H, W) normalised floats, or uint8 pixels (normalised here). ``tap_block``: also
         return the patch tokens after that vision block (index into the blocks, negative from the
-        end), through the same final LayerNorm and projection."""
-        visual = self.clip.visual
+        end), through the same final LayerNorm and projection. ``value_value``: ``v_loc`` from the last
+        block re-run with value-value attention and no MLP (model/value_attention.py); ``v_cls`` unchanged."""
+        visual, depth = self.clip.visual, self.vision_depth
         x = visual._embeds(self.normalise(images))
-        if tap_block is None:
-            x, tapped = visual.transformer(x), []
-        else:  # open_clip's own loop, no forward hook: a compiled block (--model.compile) would not re-read its hooks
-            x, tapped = visual.transformer.forward_intermediates(x, indices=[tap_block])
-        pooled, tokens = visual._pool(x)
-        tap = visual._pool(tapped[0])[1] if tapped else None
+        wanted = {tap_block % depth} if tap_block is not None else set()
+        if value_value and depth > 1:
+            wanted.add(depth - 2)  # the last block's input
+        if wanted:  # open_clip's own loop, no forward hook: a compiled block (--model.compile) would not re-read its hooks
+            out, tapped = visual.transformer.forward_intermediates(x, indices=sorted(wanted))
+            tapped = dict(zip(sorted(wanted), tapped))
+        else:
+            out, tapped = visual.transformer(x), {}
+        pooled, tokens = visual._pool(out)
+        if value_value:
+            last_input = tapped.get(depth - 2, x)
+            mixed = value_value_tokens(visual.transformer.resblocks[-1], last_input, visual.transformer.grad_checkpointing)
+            tokens = visual._pool(mixed)[1]
+        tap = visual._pool(tapped[tap_block % depth])[1] if tap_block is not None else None
         if visual.proj is not None:
             pooled, tokens = pooled @ visual.proj, tokens @ visual.proj
             tap = tap @ visual.proj if tap is not None else None

@@ -41,7 +41,7 @@ class EvaluationSteps:
     def _eval_step(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
         with fp32(self.device):
             self.evaluator.update(batch, dataloader_idx, _float(self.encode_image), _float(self.encode_text),
-                                  self.backbone.encode_image)
+                                  self.encode_patches)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)

@@ -42,6 +42,7 @@ KINDS: dict[str, str] = {
     "lambda_sub": OPTIMISATION, "tau_r": OPTIMISATION, "tau_w": OPTIMISATION, "tau_s": OPTIMISATION,
     "sap_top_k_fraction": OPTIMISATION, "sentence_features": OPTIMISATION,
     "identical_texts_as_negatives": OPTIMISATION, "max_logit_scale": OPTIMISATION, "wpr_patch_block": OPTIMISATION,
+    "patch_tokens": OPTIMISATION,
     # architecture: what the weights are
     "model_name": ARCHITECTURE, "context_length": ARCHITECTURE, "keep_positions": ARCHITECTURE,
     "position_scheme": ARCHITECTURE, "calibrated_tokens": ARCHITECTURE, "calibration_hidden_ratio": ARCHITECTURE,

@@ -13,6 +13,7 @@ Preset = Literal["full", "global_only", "no_wpr", "no_sap"]
 PRESETS_WITH_WPR = ("full", "no_sap")  # presets whose loss includes lambda_word * L_word
 PRESETS_WITH_SAP = ("full", "no_wpr")  # ... and lambda_sub * L_sub
 Calibration = Literal["both", "image", "none"]  # which WPR inputs go through an LTC head
+PatchTokens = Literal["clip", "value_value"]  # the patch tokens WPR, SAP and the maps read (model/value_attention.py)
 
 
 def validate_hparams(hp: Any) -> None:
@@ -38,6 +39,8 @@ def validate_hparams(hp: Any) -> None:
          "must be >= 1 (null: the whole batch at once)"),
         (hp.calibration in ("both", "image", "none"), "model.calibration", ("calibration",),
          "must be 'both', 'image' or 'none'"),
+        (hp.patch_tokens in get_args(PatchTokens), "model.patch_tokens", ("patch_tokens",),
+         "must be 'clip' or 'value_value'"),
         (hp.position_scheme in ("longclip", "single"), "model.position_scheme", ("position_scheme",),
          "must be 'longclip' or 'single'"),
         (hp.compile_mode in get_args(CompileMode), "model.compile_mode", ("compile_mode",),

@@ -12,19 +12,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+from lightning.pytorch.strategies import FSDPStrategy
 import torch
 import torch.nn.functional as F
 
 from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.metrics.retrieval import TieRule
-from mulclip_pl.model.backbone import ClipBackbone
+from mulclip_pl.model.backbone import ClipBackbone, ImageFeatures
 from mulclip_pl.model.build import build_clip
 from mulclip_pl.model.calibration import TokenCalibration
 from mulclip_pl.model.compiled import CompileMode, compile_towers
 from mulclip_pl.model.long_text import KEEP_POSITIONS, PositionScheme
+from mulclip_pl.model.value_attention import check_value_value_block
 from mulclip_pl.module.chunked_step import cached_features
 from mulclip_pl.module.eval_steps import EvaluationSteps
-from mulclip_pl.module.hparams import PRESETS_WITH_SAP, PRESETS_WITH_WPR, Calibration, Preset, validate_hparams
+from mulclip_pl.module.hparams import (
+    PRESETS_WITH_SAP, PRESETS_WITH_WPR, Calibration, PatchTokens, Preset, validate_hparams,
+)
 from mulclip_pl.module.sample_features import sample_features
 from mulclip_pl.module.training_hooks import TrainingHooks
 from mulclip_pl.objectives.contrastive import infonce
@@ -76,6 +80,10 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         word_warmup_steps: lambda_word rises linearly from 0 over these first steps (0: constant).
         wpr_patch_block: vision block whose patch tokens WPR calibrates and reconstructs (-1: the
             last, the paper; an earlier block keeps more local detail). SAP keeps the last block's.
+        patch_tokens: the patch tokens WPR and SAP train (and the maps and box retrieval read): 'clip' (the
+            paper: the last vision block's outputs) or 'value_value' (beyond the paper, CLIP Surgery's path:
+            the last block re-run with value-value attention and without its MLP, a branch beside it;
+            ``v_cls``, retrieval and exports unchanged; model/value_attention.py). Not under FSDP.
         tau_r: WPR temperature of the word-to-patch attention that reconstructs tokens.
         tau_w: WPR temperature of the matching between tokens and their reconstructions.
         tau_s: SAP temperature of the sentence-to-patch aggregation weights.
@@ -127,6 +135,7 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         calibration: Calibration = "both",
         word_warmup_steps: int = 0,
         wpr_patch_block: int = -1,
+        patch_tokens: PatchTokens = "clip",
         tau_r: float = 0.07,
         tau_w: float = 0.07,
         tau_s: float = 0.07,
@@ -163,6 +172,8 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         if not -depth <= wpr_patch_block < depth:
             raise ValueError(f"model.wpr_patch_block={wpr_patch_block}: {model_name} has {depth} vision blocks "
                              f"(use -{depth}..{depth - 1}; -1 is the last)")
+        if patch_tokens == "value_value":
+            check_value_value_block(self.backbone.clip.visual.transformer.resblocks[-1], model_name)
         if grad_checkpointing:
             self.backbone.clip.set_grad_checkpointing(True)
         self.use_wpr = preset in PRESETS_WITH_WPR and lambda_word > 0
@@ -192,6 +203,9 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
     def configure_model(self) -> None:
         """Lightning's hook for changing the model before a strategy wraps it (once per fit / validate /
         test / predict call): ``--model.compile`` compiles the towers here, so that FSDP wraps compiled blocks."""
+        if self.hparams.patch_tokens == "value_value" and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise ValueError("model.patch_tokens=value_value reads the last vision block's weights outside its "
+                             "forward, where FSDP holds them sharded: use DDP (configs/strategies/ddp.yaml) or patch_tokens=clip")
         if self.hparams.compile and not self._compiled:
             compile_towers(self.backbone.clip, self.hparams.compile_mode, self.hparams.compile_dynamic)
             self._compiled = True
@@ -233,6 +247,11 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, L) token ids -> (N, d) normalised text embeddings (plain CLIP cost)."""
         return F.normalize(self.backbone.encode_text(tokens, with_tokens=False).t_eot, dim=-1)
+
+    def encode_patches(self, images: torch.Tensor, tap_block: int | None = None) -> ImageFeatures:
+        """Unnormalised ``v_cls`` and the patch tokens that the local terms train, the maps show and box
+        retrieval pools (``patch_tokens``); ``tap_block`` as ``ClipBackbone.encode_image``."""
+        return self.backbone.encode_image(images, tap_block, value_value=self.hparams.patch_tokens == "value_value")
 
     def preprocess_config(self) -> dict[str, Any]:
         """What a datamodule needs to match this model: image size, normalisation, context."""

@@ -40,7 +40,7 @@ class SampleFeatures:
 def sample_features(model: L.LightningModule, batch: dict[str, torch.Tensor]) -> SampleFeatures:
     """Encode ``batch`` and compute everything that stays within a sample (docs/METHOD.md §2, §4, §5)."""
     hp = model.hparams
-    image = model.backbone.encode_image(batch["image"], tap_block=model._wpr_tap_block)
+    image = model.encode_patches(batch["image"], tap_block=model._wpr_tap_block)
     v_cls = F.normalize(image.v_cls, dim=-1)
     v_loc = F.normalize(image.v_loc, dim=-1)
     span = model.use_sap and hp.sentence_features == "span"

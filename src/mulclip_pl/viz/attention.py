@@ -65,7 +65,7 @@ def relevance_maps(
     pixels = pixels.to(module.device)
     sentences = (splitter or SentenceSplitter())(caption) or [caption]
     tokenizer = tokenizer or LongTextTokenizer(cfg["context_length"])
-    features = module.backbone.encode_image(pixels)
+    features = module.encode_patches(pixels)
     v_loc = F.normalize(features.v_loc, dim=-1)
     t_sub = module.encode_text(tokenizer(sentences).to(module.device))[None]  # (1, M, d)
     grid = module.backbone.clip.visual.grid_size

@@ -115,8 +115,9 @@ def _ddp_worker(rank, world, init_file, state_path, batch, out_path, options):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("options", [{}, dict(preset="global_only", long_weight=0.0, short_weight=1.0)],
-                         ids=["full", "stage1-summaries-only"])  # the latter: no long-caption pass
+@pytest.mark.parametrize("options", [{}, dict(preset="global_only", long_weight=0.0, short_weight=1.0),
+                                     dict(patch_tokens="value_value")],
+                         ids=["full", "stage1-summaries-only", "value-value-patches"])  # stage 1: no long-caption pass
 def test_two_gloo_processes_equal_one_process_with_double_batch(tmp_path, batch, options):
     module = make_module(**options).eval()
     torch.save(module.state_dict(), tmp_path / "state.pt")

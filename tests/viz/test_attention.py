@@ -149,7 +149,7 @@ def test_committed_notebook_carries_its_maps_and_the_localization_figure():
     assert "untrained" not in printed  # executed with the demo's checkpoints
     counted = re.search(r"\| model \((\d+) objects in (\d+) images\)", printed)  # markdown_table's header
     assert counted and int(counted.group(1)) >= 200
-    for model in ("stage 1 (short captions)", "global only (Long-CLIP-style)", "MulCLIP"):
+    for model in ("stage 1 (short captions)", "global only (Long-CLIP-style)", "MulCLIP", "MulCLIP (value-value patches)"):
         assert re.search(rf"\| {re.escape(model)} \| \d\.\d{{3}} \[\d\.\d{{3}}, \d\.\d{{3}}\]", printed), model
 
 

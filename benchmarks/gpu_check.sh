@@ -50,7 +50,7 @@ PYEOF
 
 section "machine" 60 bash -c "nvidia-smi -L 2>/dev/null || echo 'no GPU'; $PY -c 'import torch, lightning, open_clip; print(\"torch\", torch.__version__, \"lightning\", lightning.__version__, \"open_clip\", open_clip.__version__, \"cuda\", torch.cuda.is_available())'"
 section "step cost: plain CLIP vs Long-CLIP-style global vs MulCLIP ($MODEL, batch $BATCH, M = 6)" 150 \
-  $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --sentences 6 --steps "$STEPS" --grad-checkpointing --sentence-features span
+  $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --sentences 6 --steps "$STEPS" --grad-checkpointing --sentence-features span --patch-tokens value_value
 section "MulCLIP step and memory against M" 120 \
   $PY benchmarks/train_step.py --model "$MODEL" --batch-size "$BATCH" --steps "$STEPS" --scan sentences --values 1 3 6 10
 section "gradient caching: batch $BIG_BATCH in chunks of $BATCH (--model.encode_chunk) vs the whole batch of $BATCH" 300 \

@@ -91,6 +91,8 @@ def measure(args, caption_tokens: int, sentences: int, batch_size: int) -> dict[
         variants.append(("MulCLIP full, gradient checkpointing", "full", {"grad_checkpointing": True}))
     if args.sentence_features == "span":
         variants.append(("MulCLIP full, span sentences", "full", {"sentence_features": "span"}))
+    if args.patch_tokens == "value_value":
+        variants.append(("MulCLIP full, value-value patch tokens", "full", {"patch_tokens": "value_value"}))
     for label, preset, extra in variants:
         module = MulCLIP(model_name=args.model, preset=preset, **extra).to(device)
         if device.type == "cuda":
@@ -123,6 +125,8 @@ def main() -> None:
     parser.add_argument("--scan", choices=["sentences", "caption_tokens", "batch_size"], default=None)
     parser.add_argument("--values", type=int, nargs="+", default=None, help="the scanned values (default: a preset list)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="also time MulCLIP with gradient checkpointing")
+    parser.add_argument("--patch-tokens", choices=["clip", "value_value"], default="clip",
+                        help="value_value: also time MulCLIP with --model.patch_tokens value_value")
     parser.add_argument("--sentence-features", choices=["encoded", "span"], default="encoded",
                         help="span: also time MulCLIP with sentences pooled from the caption's tokens")
     args = parser.parse_args()

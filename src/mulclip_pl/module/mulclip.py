@@ -6,15 +6,14 @@ Its hooks for fit (``training_hooks.py``) and for validate / test / predict (``e
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-from lightning.pytorch.strategies import FSDPStrategy
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import FSDPStrategy
 
 from mulclip_pl.errors import PretrainedWeightsError
 from mulclip_pl.metrics.retrieval import TieRule
@@ -29,6 +28,7 @@ from mulclip_pl.module.eval_steps import EvaluationSteps
 from mulclip_pl.module.hparams import (
     PRESETS_WITH_SAP, PRESETS_WITH_WPR, Calibration, PatchTokens, Preset, validate_hparams,
 )
+from mulclip_pl.module.init_from import load_heads, towers_state
 from mulclip_pl.module.sample_features import sample_features
 from mulclip_pl.module.training_hooks import TrainingHooks
 from mulclip_pl.objectives.contrastive import infonce
@@ -39,8 +39,6 @@ from mulclip_pl.training.bad_inputs import BadInputReport
 from mulclip_pl.training.nonfinite import NonFiniteGuard
 from mulclip_pl.weights.checkpoints import read_lightning_checkpoint
 from mulclip_pl.weights.one_element import match_one_element_shapes
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,10 +78,9 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         word_warmup_steps: lambda_word rises linearly from 0 over these first steps (0: constant).
         wpr_patch_block: vision block whose patch tokens WPR calibrates and reconstructs (-1: the
             last, the paper; an earlier block keeps more local detail). SAP keeps the last block's.
-        patch_tokens: the patch tokens WPR and SAP train (and the maps and box retrieval read): 'clip' (the
-            paper: the last vision block's outputs) or 'value_value' (beyond the paper, CLIP Surgery's path:
-            the last block re-run with value-value attention and without its MLP, a branch beside it;
-            ``v_cls``, retrieval and exports unchanged; model/value_attention.py). Not under FSDP.
+        patch_tokens: the patch tokens WPR and SAP train, the maps and box pooling read: 'clip' (the paper's last
+            block) or 'value_value' (a value-value attention branch beside it, CLIP Surgery's; v_cls and exports
+            unchanged; model/value_attention.py). Not under FSDP.
         tau_r: WPR temperature of the word-to-patch attention that reconstructs tokens.
         tau_w: WPR temperature of the matching between tokens and their reconstructions.
         tau_s: SAP temperature of the sentence-to-patch aggregation weights.
@@ -163,7 +160,7 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         start = read_lightning_checkpoint(init_from, trust_pickle=trust_pickle) if init_from else None
         try:
             self.backbone = ClipBackbone(build_clip(model_name, pretrained, context_length, keep_positions,
-                                                    state=_prefixed(start, "backbone.clip."), source=init_from,
+                                                    state=towers_state(start), source=init_from,
                                                     position_scheme=position_scheme, trust_pickle=trust_pickle,
                                                     cache_dir=cache_dir, nonscalar_logit_scale=True))
         except ValueError as exc:
@@ -192,7 +189,7 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         )
         self.register_load_state_dict_pre_hook(match_one_element_shapes)  # 0-dim scalars of older checkpoints
         if start is not None:
-            self._load_heads(start, init_from)
+            load_heads(self, start, init_from)
         self._nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self._schedule_length: int | None = None
         self._bad_inputs = BadInputReport()
@@ -204,20 +201,11 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         """Lightning's hook for changing the model before a strategy wraps it (once per fit / validate /
         test / predict call): ``--model.compile`` compiles the towers here, so that FSDP wraps compiled blocks."""
         if self.hparams.patch_tokens == "value_value" and isinstance(self.trainer.strategy, FSDPStrategy):
-            raise ValueError("model.patch_tokens=value_value reads the last vision block's weights outside its "
-                             "forward, where FSDP holds them sharded: use DDP (configs/strategies/ddp.yaml) or patch_tokens=clip")
+            raise ValueError("model.patch_tokens=value_value reads the last vision block's weights outside its forward, "
+                             "where FSDP holds them sharded: use DDP (configs/strategies/ddp.yaml) or patch_tokens=clip")
         if self.hparams.compile and not self._compiled:
             compile_towers(self.backbone.clip, self.hparams.compile_mode, self.hparams.compile_dynamic)
             self._compiled = True
-
-    def _load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
-        """Calibration heads from ``init_from`` where it has them with the same shapes (logged)."""
-        heads = {k: v for k, v in state.items() if k.startswith(("image_calibration.", "text_calibration."))}
-        own = self.state_dict()
-        usable = {k: v for k, v in heads.items() if k in own and (own[k].shape == v.shape or own[k].numel() == v.numel() == 1)}
-        if usable:
-            self.load_state_dict(usable, strict=False)
-        log.info("init_from %s: CLIP towers and %d of %d calibration tensors loaded", source, len(usable), len(heads))
 
     @classmethod
     def load_trained(cls, ckpt: str | Path, trust_pickle: bool = False) -> MulCLIP:
@@ -313,9 +301,3 @@ class MulCLIP(TrainingHooks, EvaluationSteps, L.LightningModule):
         self.log("data/truncated_captions", float(batch.get("n_truncated", 0)), reduce_fx="sum", batch_size=batch_size)
         return losses.total
 
-
-def _prefixed(state: dict[str, torch.Tensor] | None, prefix: str) -> dict[str, torch.Tensor] | None:
-    """The entries of ``state`` under ``prefix``, with the prefix removed."""
-    if state is None:
-        return None
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -84,7 +84,7 @@ def fits(tmp_path_factory):
 
 
 @pytest.mark.parametrize("run", ["compiled", "compiled, resumed eager", "eager, resumed compiled"])
-def test_a_compiled_fit_trains_like_eager_with_checkpointing_chunks_and_an_earlier_wpr_block(fits, run):
+def test_a_compiled_fit_trains_like_eager_with_every_path_the_towers_take(fits, run):
     _, start, states, _, _ = fits
     assert_trained_alike(states["eager"], states[run], start)
 

@@ -108,20 +108,20 @@ class ClipBackbone(nn.Module):
         block re-run with value-value attention and no MLP (model/value_attention.py); ``v_cls`` unchanged."""
         visual, depth = self.clip.visual, self.vision_depth
         x = visual._embeds(self.normalise(images))
-        wanted = {tap_block % depth} if tap_block is not None else set()
-        if value_value and depth > 1:
-            wanted.add(depth - 2)  # the last block's input
+        tap_index = None if tap_block is None else tap_block % depth
+        last_input = depth - 2 if value_value else None  # the block before the last (-1: the embeddings)
+        wanted = sorted(i for i in {tap_index, last_input} if i is not None and i >= 0)
         if wanted:  # open_clip's own loop, no forward hook: a compiled block (--model.compile) would not re-read its hooks
-            out, tapped = visual.transformer.forward_intermediates(x, indices=sorted(wanted))
-            tapped = dict(zip(sorted(wanted), tapped))
+            out, states = visual.transformer.forward_intermediates(x, indices=wanted)
+            tapped = dict(zip(wanted, states))
         else:
             out, tapped = visual.transformer(x), {}
         pooled, tokens = visual._pool(out)
         if value_value:
-            last_input = tapped.get(depth - 2, x)
-            mixed = value_value_tokens(visual.transformer.resblocks[-1], last_input, visual.transformer.grad_checkpointing)
+            mixed = value_value_tokens(visual.transformer.resblocks[-1], tapped.get(last_input, x),
+                                       visual.transformer.grad_checkpointing)
             tokens = visual._pool(mixed)[1]
-        tap = visual._pool(tapped[tap_block % depth])[1] if tap_block is not None else None
+        tap = visual._pool(tapped[tap_index])[1] if tap_index is not None else None
         if visual.proj is not None:
             pooled, tokens = pooled @ visual.proj, tokens @ visual.proj
             tap = tap @ visual.proj if tap is not None else None

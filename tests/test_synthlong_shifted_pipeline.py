@@ -34,7 +34,7 @@ def test_demo_test_config_scores_both_sets_and_report_merges_them(tmp_path, monk
     assert not [row for row in results if "top1_of" in row or row.endswith(KIND_ROWS)]
     for name in ("web_synthlong", "web_shifted"):  # stage 1's short captions, each domain's words and look
         assert {"i2t_R@1", "t2i_R@1"} <= set(results[name]) and "hard_negative_acc" not in results[name]
-    # one row per set and view, each set's views right after it
+    # one row per set, in the config's order (no rows per view)
     assert list(results) == ["synthlong", "synthlong_shifted", "web_synthlong", "web_shifted"]
 
     main(["test", "--config", "configs/synthlong/stage1.yaml", "--data", "SynthLongShifted",
